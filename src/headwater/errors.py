@@ -1,0 +1,54 @@
+"""One exception hierarchy for headwater.
+
+Every error a user can cause or meet derives from :class:`HeadwaterError`, so the CLI can print it
+as one clear message (no traceback) and exit with a meaningful code.
+"""
+
+from __future__ import annotations
+
+
+class HeadwaterError(Exception):
+    """Root of every headwater error. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(HeadwaterError):
+    """A spec or setting is invalid. The message names the file, the path inside it and the value."""
+
+    exit_code = 2
+
+
+class PluginError(ConfigError):
+    """An unknown plugin name, or a plugin whose optional dependency is missing."""
+
+
+class StackError(HeadwaterError):
+    """A local-stack service failed to start, stop or answer. The message names service, port and log."""
+
+    exit_code = 3
+
+
+class TransientError(HeadwaterError):
+    """An infrastructure error worth retrying (timeout, server restarting, region moving)."""
+
+
+class ServiceUnavailable(TransientError):
+    """A service could not be reached at the address tried."""
+
+    exit_code = 4
+
+
+class NotFoundError(HeadwaterError):
+    """A named object (Hive table, topic, HBase namespace or table) does not exist."""
+
+    exit_code = 5
+
+
+class DataError(HeadwaterError):
+    """A record cannot be processed because of its content. Goes to the dead-letter topic, never retried."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message

@@ -1,0 +1,1 @@
+"""Sinks: one module per sink system, plus pure codecs (row keys, values) shared with serving."""

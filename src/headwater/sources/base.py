@@ -1,0 +1,55 @@
+"""The source contract.
+
+A source reads the next increment of its data as a Spark DataFrame, given the last committed
+position, and says which position to commit once the increment is safely in Kafka. Positions are
+plain JSON-serialisable dicts, so the ingest stage can store them durably without knowing the source.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+
+class SourceConfig(BaseModel):
+    """Base of every source's config model. Subclasses add ``type: Literal[...]`` and their fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    type: str
+
+
+@dataclass
+class Increment:
+    """One read of a source: the rows, the position to commit after they reached Kafka, and a summary."""
+
+    df: DataFrame
+    position: dict[str, Any]
+    description: str = ""
+    events: list[str] = field(default_factory=list)
+
+
+class Source(ABC):
+    """A source plugin. ``Config`` is its pydantic config model."""
+
+    Config: ClassVar[type[SourceConfig]]
+
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def schema(self, spark: SparkSession) -> StructType:
+        """The schema of the rows this source produces (used by the process stage to decode)."""
+
+    @abstractmethod
+    def read(self, spark: SparkSession, position: dict[str, Any] | None) -> Increment | None:
+        """Return the rows after ``position`` (``None``: never read), or ``None`` if nothing is new."""
+
+    def check(self, spark: SparkSession) -> None:  # noqa: B027 - optional hook
+        """Fail with a clear :class:`~headwater.errors.NotFoundError` if the source does not exist."""

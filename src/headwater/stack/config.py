@@ -1,0 +1,88 @@
+"""Stack configuration: ports, folders and heap sizes, all overridable from the environment.
+
+Every field can be set as ``HEADWATER_<FIELD>`` (e.g. ``HEADWATER_KAFKA_PORT=19092``,
+``HEADWATER_HOME=/data/hw``), which is how tests and CI run a stack beside another one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from headwater.errors import ConfigError
+
+# Versions live in one place: the pom files next to this module pin the JVM artifacts, and
+# pyproject.toml/requirements.lock pin pyspark, whose version the Spark Kafka connector must equal.
+
+
+class StackConfig(BaseModel):
+    """Where and how the local stack runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    home: Path = Field(default=Path(".headwater"), description="Root for cache/ (jars) and stack/ (state).")
+    host: str = Field(default="127.0.0.1", description="Loopback address every service binds to.")
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    zookeeper_port: int = 2181
+    hbase_master_port: int = 16000
+    hbase_regionserver_port: int = 16020
+    thrift_port: int = 9090
+    metastore_port: int = 9083
+    kafka_heap: str = "512m"
+    hbase_heap: str = "1g"
+    thrift_heap: str = "384m"
+    metastore_heap: str = "512m"
+    start_timeout: float = Field(default=180.0, description="Seconds to wait for one service to be ready.")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> StackConfig:
+        """Build from ``HEADWATER_*`` environment variables, then ``overrides``."""
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            env = os.environ.get(f"HEADWATER_{name.upper()}")
+            if env is not None:
+                values[name] = env
+        values.update(overrides)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"HEADWATER_{'.'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise ConfigError(f"invalid stack setting: {problems}") from None
+
+    @property
+    def root(self) -> Path:
+        """Absolute home folder."""
+        return self.home.expanduser().resolve()
+
+    @property
+    def cache_dir(self) -> Path:
+        """Jar cache (Maven repository and one lib folder per component)."""
+        return self.root / "cache"
+
+    @property
+    def state_dir(self) -> Path:
+        """Runtime state: data, logs, pid files."""
+        return self.root / "stack"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def metastore_uri(self) -> str:
+        return f"thrift://{self.host}:{self.metastore_port}"
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.state_dir / "warehouse"
+
+    def jars(self, component: str) -> Path:
+        """The lib folder of one JVM component (``kafka``, ``hbase``, ``spark-kafka``)."""
+        return self.cache_dir / "jars" / component

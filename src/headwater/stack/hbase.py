@@ -1,0 +1,141 @@
+"""Apache HBase 2.6 standalone (master, region server and ZooKeeper in one JVM) and its Thrift1 server."""
+
+from __future__ import annotations
+
+from xml.sax.saxutils import escape
+
+from headwater.stack.service import Service
+from headwater.stack.supervisor import port_open
+
+# The flags HBase's own bin/hbase adds on JDK 11+ (HBASE-28259); without them: InaccessibleObjectException.
+_JDK17_OPTS = [
+    "-XX:+IgnoreUnrecognizedVMOptions",
+    "-Dorg.apache.hbase.thirdparty.io.netty.tryReflectionSetAccessible=true",
+    "--add-modules", "jdk.unsupported",
+    "--add-opens", "java.base/java.io=ALL-UNNAMED",
+    "--add-opens", "java.base/java.nio=ALL-UNNAMED",
+    "--add-opens", "java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens", "java.base/java.lang=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-opens", "java.base/java.lang.reflect=ALL-UNNAMED",
+    "--add-opens", "java.base/java.util=ALL-UNNAMED",
+    "--add-opens", "java.base/java.util.concurrent=ALL-UNNAMED",
+    "--add-exports", "java.base/jdk.internal.misc=ALL-UNNAMED",
+    "--add-exports", "java.security.jgss/sun.security.krb5=ALL-UNNAMED",
+    "--add-exports", "java.base/sun.net.dns=ALL-UNNAMED",
+    "--add-exports", "java.base/sun.net.util=ALL-UNNAMED",
+]  # fmt: skip
+
+# hbase-server's Maven dependencies bind SLF4J to reload4j (log4j 1.x API), so the config is log4j 1 syntax.
+_LOG4J = """\
+log4j.rootLogger=INFO,console
+log4j.appender.console=org.apache.log4j.ConsoleAppender
+log4j.appender.console.layout=org.apache.log4j.PatternLayout
+log4j.appender.console.layout.ConversionPattern=%d{ISO8601} %-5p [%t] %c{2}: %m%n
+log4j.logger.org.apache.zookeeper=WARN
+log4j.logger.org.apache.hadoop=WARN
+log4j.logger.org.apache.hadoop.hbase=INFO
+log4j.logger.org.apache.hadoop.hbase.zookeeper=WARN
+log4j.logger.org.apache.hadoop.hbase.ipc=WARN
+log4j.logger.org.apache.hadoop.metrics2=ERROR
+"""
+
+
+class HBaseService(Service):
+    """HMaster in local mode: also runs one region server and an embedded ZooKeeper."""
+
+    name = "hbase"
+    component = "hbase"
+
+    @property
+    def ports(self) -> list[int]:
+        c = self.config
+        return [c.zookeeper_port, c.hbase_master_port, c.hbase_regionserver_port]
+
+    @property
+    def conf_dir(self) -> str:
+        return str(self.dir / "conf")
+
+    def _site(self) -> dict[str, str]:
+        c = self.config
+        return {
+            "hbase.cluster.distributed": "false",
+            "hbase.tmp.dir": str(self.dir / "tmp"),
+            "hbase.rootdir": f"file://{self.dir / 'root'}",
+            "hbase.zookeeper.quorum": c.host,
+            "hbase.zookeeper.property.clientPort": str(c.zookeeper_port),
+            "hbase.zookeeper.property.dataDir": str(self.dir / "zk"),
+            "hbase.master.port": str(c.hbase_master_port),
+            "hbase.regionserver.port": str(c.hbase_regionserver_port),
+            "hbase.master.hostname": c.host,
+            "hbase.unsafe.regionserver.hostname": c.host,
+            # The local filesystem has no hflush/hsync; WAL creation refuses without this.
+            "hbase.unsafe.stream.capability.enforce": "false",
+            # No web UIs: they need hbase-webapps on the classpath, and cost memory and ports.
+            "hbase.master.info.port": "-1",
+            "hbase.regionserver.info.port": "-1",
+            "hbase.thrift.info.port": "-1",
+            "hbase.regionserver.thrift.port": str(c.thrift_port),
+            "hbase.regionserver.thrift.ipaddress": c.host,
+            # Thrift drops connections idle for 60 s by default; pipelines may idle longer between batches.
+            "hbase.thrift.server.socket.read.timeout": "3600000",
+            "hbase.master.wait.on.regionservers.mintostart": "1",
+        }
+
+    def prepare(self) -> None:
+        conf = self.dir / "conf"
+        conf.mkdir(parents=True, exist_ok=True)
+        props = "".join(
+            f"  <property><name>{k}</name><value>{escape(v)}</value></property>\n" for k, v in self._site().items()
+        )
+        (conf / "hbase-site.xml").write_text(f"<configuration>\n{props}</configuration>\n")
+        (conf / "log4j.properties").write_text(_LOG4J)
+
+    def _jvm(self, heap: str) -> list[str]:
+        return [
+            *_JDK17_OPTS, f"-Xmx{heap}", "-XX:+UseG1GC",
+            f"-Dlog4j.configuration=file:{self.dir / 'conf' / 'log4j.properties'}",
+            f"-Dhbase.log.dir={self.config.state_dir / 'logs'}",
+            "-cp", self.classpath(self.dir / "conf"),
+        ]  # fmt: skip
+
+    def command(self) -> list[str]:
+        return [*self._jvm(self.config.hbase_heap), "org.apache.hadoop.hbase.master.HMaster", "start"]
+
+    def probe(self) -> bool:
+        return all(port_open(self.config.host, p) for p in self.ports)
+
+
+class HBaseThriftService(HBaseService):
+    """The HBase Thrift1 server (what happybase speaks), default thread-pool server, buffered binary."""
+
+    name = "hbase-thrift"
+
+    @property
+    def dir(self):  # type: ignore[no-untyped-def]
+        # Shares the HBase conf folder: the Thrift server is an HBase client of the same cluster.
+        return self.config.state_dir / "hbase"
+
+    @property
+    def ports(self) -> list[int]:
+        return [self.config.thrift_port]
+
+    def prepare(self) -> None:
+        super().prepare()
+
+    def command(self) -> list[str]:
+        c = self.config
+        return [
+            *self._jvm(c.thrift_heap), "org.apache.hadoop.hbase.thrift.ThriftServer",
+            "-p", str(c.thrift_port), "-b", c.host, "-threadpool", "start",
+        ]  # fmt: skip
+
+    def probe(self) -> bool:
+        import happybase
+
+        conn = happybase.Connection(self.config.host, self.config.thrift_port, timeout=5000, autoconnect=True)
+        try:
+            conn.tables()
+            return True
+        finally:
+            conn.close()

@@ -1,0 +1,155 @@
+"""The local stack as one object: start, stop and inspect every service together."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psutil
+
+from headwater.errors import StackError
+from headwater.stack import jars, supervisor
+from headwater.stack.config import StackConfig
+from headwater.stack.hbase import HBaseService, HBaseThriftService
+from headwater.stack.kafka import KafkaService
+from headwater.stack.metastore import MetastoreService
+from headwater.stack.service import Service
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ServiceStatus:
+    """One service as ``stack status`` shows it."""
+
+    name: str
+    state: str  # running | stopped | unhealthy
+    pid: int | None
+    address: str
+    ports: list[int]
+    rss_mb: float | None
+    log: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Stack:
+    """The embedded stack: Hive metastore, HBase (+ZooKeeper), Kafka and the HBase Thrift server."""
+
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig.from_env()
+        # Start order: the slow HBase master early; Thrift last since it needs the master.
+        self.services: list[Service] = [
+            MetastoreService(self.config),
+            HBaseService(self.config),
+            KafkaService(self.config),
+            HBaseThriftService(self.config),
+        ]
+
+    def service(self, name: str) -> Service:
+        """The service called ``name``; an unknown name lists the known ones."""
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise StackError(f"unknown service '{name}'; known: {', '.join(s.name for s in self.services)}")
+
+    def _check_ports_free(self, svc: Service) -> None:
+        for port in svc.ports:
+            if supervisor.port_open(self.config.host, port):
+                owner = _port_owner(port)
+                raise StackError(
+                    f"{svc.name}: port {self.config.host}:{port} is already in use"
+                    f"{f' by pid {owner}' if owner else ''}, not by this stack; stop that process or set "
+                    f"another port (HEADWATER_*_PORT, see docs/stack.md). log: {svc.log}"
+                )
+
+    def up(self, progress: Progress | None = None) -> dict[str, float]:
+        """Start every service that is not running and wait until all answer. Returns seconds per step."""
+        say = progress or (lambda _msg: None)
+        timings: dict[str, float] = {}
+        t0 = time.monotonic()
+        for component in jars.COMPONENTS:
+            if not jars.is_fetched(self.config, component):
+                say(f"fetching jars for {component} with mvn ...")
+            jars.fetch(self.config, component)
+        timings["jars"] = time.monotonic() - t0
+        started: dict[str, int | None] = {}
+        for svc in self.services:
+            proc = supervisor.find(self.config.root, svc.name)
+            if proc is not None:
+                say(f"{svc.name}: already running (pid {proc.pid})")
+                started[svc.name] = proc.pid
+                continue
+            self._check_ports_free(svc)
+            svc.prepare()
+            started[svc.name] = supervisor.start(svc.argv(), svc.log, cwd=svc.dir)
+            say(f"{svc.name}: started (pid {started[svc.name]}), log {svc.log}")
+        for svc in self.services:
+            waited = supervisor.wait_ready(
+                svc.name, svc.probe, pid=started[svc.name], address=svc.address, log=svc.log,
+                timeout=self.config.start_timeout,
+            )  # fmt: skip
+            timings[svc.name] = time.monotonic() - t0
+            say(f"{svc.name}: ready on {svc.address} ({waited:.1f}s)")
+        timings["total"] = time.monotonic() - t0
+        return timings
+
+    def down(self, purge: bool = False, progress: Progress | None = None) -> None:
+        """Stop the processes this stack started, in reverse order; ``purge`` also deletes the state."""
+        say = progress or (lambda _msg: None)
+        for svc in reversed(self.services):
+            proc = supervisor.find(self.config.root, svc.name)
+            if proc is None:
+                continue
+            how = supervisor.stop(proc, timeout=90 if svc.name == "hbase" else 45)
+            say(f"{svc.name}: {how} (pid {proc.pid})")
+        if purge:
+            shutil.rmtree(self.config.state_dir, ignore_errors=True)
+            say(f"state deleted: {self.config.state_dir}")
+
+    def status(self, probe: bool = True) -> list[ServiceStatus]:
+        """Every service's state, pid, ports and resident memory."""
+        out = []
+        for svc in self.services:
+            proc = supervisor.find(self.config.root, svc.name)
+            rss = None
+            state = "stopped"
+            if proc is not None:
+                try:
+                    rss = round(proc.memory_info().rss / 2**20, 1)
+                except psutil.NoSuchProcess:
+                    proc = None
+            if proc is not None:
+                healthy = True
+                if probe:
+                    try:
+                        healthy = svc.probe()
+                    except Exception:  # noqa: BLE001 - a failed probe is the answer
+                        healthy = False
+                state = "running" if healthy else "unhealthy"
+            out.append(
+                ServiceStatus(
+                    name=svc.name, state=state, pid=proc.pid if proc else None, address=svc.address,
+                    ports=svc.ports, rss_mb=rss, log=str(svc.log),
+                )
+            )  # fmt: skip
+        return out
+
+    def healthy(self) -> bool:
+        """True if every service runs and answers."""
+        return all(s.state == "running" for s in self.status())
+
+
+def _port_owner(port: int) -> int | None:
+    try:
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
+                return conn.pid
+    except psutil.AccessDenied:
+        return None
+    return None

@@ -1,0 +1,120 @@
+"""A small process supervisor: start a JVM detached, find it again, wait for readiness, stop it.
+
+Processes are recognised by a marker in their command line (``-Dheadwater.home=<root>``), so
+``down`` stops exactly what this stack started, even when a pid file is stale or missing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from headwater.errors import StackError
+
+
+def marker(root: Path, service: str) -> list[str]:
+    """JVM system properties that tag a process as ``service`` of the stack rooted at ``root``."""
+    return [f"-Dheadwater.home={root}", f"-Dheadwater.service={service}"]
+
+
+def find(root: Path, service: str) -> psutil.Process | None:
+    """The running process of ``service`` for this stack, if any."""
+    tags = set(marker(root, service))
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            cmdline = proc.info["cmdline"] or []
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if tags.issubset(cmdline):
+            return proc
+    return None
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True if something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def start(argv: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
+    """Start ``argv`` detached (own session), appending stdout+stderr to ``log``; return its pid."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    return proc.pid
+
+
+def tail(log: Path, lines: int = 20) -> str:
+    """The last ``lines`` lines of a log file ('' if missing)."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_ready(
+    service: str,
+    check: Callable[[], bool],
+    *,
+    pid: int | None,
+    address: str,
+    log: Path,
+    timeout: float,
+    interval: float = 0.5,
+) -> float:
+    """Poll ``check`` until it returns True; fail fast if the process died. Returns seconds waited."""
+    started = time.monotonic()
+    while True:
+        try:
+            if check():
+                return time.monotonic() - started
+        except Exception:  # noqa: BLE001, S110 - any failure of the probe means "not ready yet"
+            pass
+        if pid is not None and not psutil.pid_exists(pid):
+            raise StackError(
+                f"{service} ({address}) exited during start-up; log: {log}\n{tail(log)}"
+            )
+        if pid is not None:
+            try:
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                    raise StackError(f"{service} ({address}) exited during start-up; log: {log}\n{tail(log)}")
+            except psutil.NoSuchProcess:
+                pass
+        if time.monotonic() - started > timeout:
+            raise StackError(
+                f"{service} ({address}) not ready after {timeout:.0f}s; log: {log}\n{tail(log)}"
+            )
+        time.sleep(interval)
+
+
+def stop(proc: psutil.Process, timeout: float = 60.0) -> str:
+    """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL. Returns 'stopped' or 'killed'."""
+    try:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=timeout)
+        return "stopped"
+    except psutil.NoSuchProcess:
+        return "stopped"
+    except psutil.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+        return "killed"

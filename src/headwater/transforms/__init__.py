@@ -1,0 +1,1 @@
+"""Transforms: one module per transform, each a pure DataFrame -> DataFrame step."""
