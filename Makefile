@@ -1,0 +1,47 @@
+# headwater: the two commands are `make demo` and `make test`. Both set up what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test unit lint format jars stack-up stack-down bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+jars: $(STAMP)            ## fetch the JVM jars with mvn into .headwater/cache (a second run downloads nothing)
+	$(BIN)/headwater stack fetch
+
+demo: jars                ## the main job: the example pipeline on the embedded stack, end to end
+	$(BIN)/python examples/demo.py
+
+test: jars                ## the whole suite; it starts and stops its own stack
+	$(BIN)/pytest
+
+unit: $(STAMP)            ## unit tests only (no JVM, seconds)
+	$(BIN)/pytest -m "not spark and not integration and not e2e"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests examples benchmarks
+	$(BIN)/ruff check --fix src tests examples benchmarks
+
+stack-up: jars
+	$(BIN)/headwater stack up
+
+stack-down: $(STAMP)
+	$(BIN)/headwater stack down
+
+bench: jars               ## benchmarks: print figures and ratios (not part of the test suite)
+	$(BIN)/python benchmarks/pipeline_bench.py
+
+clean:
+	-$(BIN)/headwater stack down
+	rm -rf $(VENV) .headwater

@@ -1,0 +1,47 @@
+"""The ``headwater`` command line. One module per command group."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from headwater.errors import HeadwaterError
+
+
+class _Group(click.Group):
+    """Prints a HeadwaterError as one clear line (no traceback) and exits with its code."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except HeadwaterError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="headwater")
+def cli() -> None:
+    """headwater: declarative real-time pipelines on Hive, Kafka, Spark and HBase."""
+
+
+def _register() -> None:
+    from headwater.cli import stack
+
+    cli.add_command(stack.stack)
+    try:
+        from headwater.cli import pipeline
+
+        for cmd in pipeline.COMMANDS:
+            cli.add_command(cmd)
+    except ImportError:  # pragma: no cover - during development of the pipeline commands
+        pass
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="headwater")

@@ -1,0 +1,108 @@
+"""Unit tests of the stack's configuration and process supervision (no JVM, no services)."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from headwater.errors import ConfigError, StackError
+from headwater.stack import Stack, StackConfig, supervisor
+from headwater.stack.hbase import HBaseService
+from headwater.stack.kafka import KafkaService
+from headwater.stack.metastore import MetastoreService
+
+
+def test_env_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HEADWATER_KAFKA_PORT", "29092")
+    monkeypatch.setenv("HEADWATER_HOME", str(tmp_path))
+    cfg = StackConfig.from_env()
+    assert cfg.kafka_port == 29092
+    assert cfg.kafka_bootstrap == "127.0.0.1:29092"
+    assert cfg.state_dir == tmp_path.resolve() / "stack"
+    assert cfg.jars("hbase") == tmp_path.resolve() / "cache" / "jars" / "hbase"
+
+
+def test_bad_env_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEADWATER_THRIFT_PORT", "ninety")
+    with pytest.raises(ConfigError) as err:
+        StackConfig.from_env()
+    assert "HEADWATER_THRIFT_PORT='ninety'" in str(err.value)
+
+
+def test_generated_configs(tmp_path: Path) -> None:
+    cfg = StackConfig(home=tmp_path, kafka_port=29092, zookeeper_port=22181, metastore_port=29083)
+    kafka = KafkaService(cfg)
+    props = kafka._properties()
+    assert "listeners=PLAINTEXT://127.0.0.1:29092,CONTROLLER://127.0.0.1:9093" in props
+    assert f"log.dirs={tmp_path.resolve()}/stack/kafka/data" in props
+    hbase = HBaseService(cfg)
+    hbase.prepare()
+    site = (hbase.dir / "conf" / "hbase-site.xml").read_text()
+    assert "<name>hbase.zookeeper.property.clientPort</name><value>22181</value>" in site
+    meta = MetastoreService(cfg)
+    meta.prepare()
+    hive_site = (meta.dir / "conf" / "hive-site.xml").read_text()
+    assert f"databaseName={tmp_path.resolve()}/stack/metastore/derby" in hive_site
+    assert "-p" in meta.command() and "29083" in meta.command()
+
+
+def test_unknown_service_lists_known(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match="unknown service 'zk'; known: metastore, hbase, kafka, hbase-thrift"):
+        Stack(StackConfig(home=tmp_path)).service("zk")
+
+
+def _sleeper(root: Path, name: str, log: Path) -> int:
+    argv = [sys.executable, "-c", "import time; time.sleep(60)", *supervisor.marker(root, name)]
+    return supervisor.start(argv, log, cwd=root)
+
+
+def test_start_find_stop(tmp_path: Path) -> None:
+    pid = _sleeper(tmp_path, "dummy", tmp_path / "dummy.log")
+    proc = supervisor.find(tmp_path, "dummy")
+    assert proc is not None and proc.pid == pid
+    assert supervisor.find(tmp_path, "other") is None
+    assert supervisor.stop(proc, timeout=5) == "stopped"
+    assert supervisor.find(tmp_path, "dummy") is None
+
+
+def test_stop_escalates_to_kill(tmp_path: Path) -> None:
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+    argv = [sys.executable, "-c", code, *supervisor.marker(tmp_path, "stubborn")]
+    log = tmp_path / "stubborn.log"
+    supervisor.start(argv, log, cwd=tmp_path)
+    supervisor.wait_ready("stubborn", lambda: "up" in log.read_text(), pid=None, address="-", log=log, timeout=10)
+    proc = supervisor.find(tmp_path, "stubborn")
+    assert proc is not None
+    assert supervisor.stop(proc, timeout=1) == "killed"
+
+
+def test_wait_ready_reports_crash_with_log(tmp_path: Path) -> None:
+    log = tmp_path / "crash.log"
+    argv = [sys.executable, "-c", "import sys; print('boom: no such jar'); sys.exit(3)"]
+    pid = supervisor.start(argv, log, cwd=tmp_path)
+    with pytest.raises(StackError) as err:
+        supervisor.wait_ready("kafka", lambda: False, pid=pid, address="127.0.0.1:1", log=log, timeout=20)
+    msg = str(err.value)
+    assert "kafka (127.0.0.1:1) exited during start-up" in msg
+    assert str(log) in msg and "boom: no such jar" in msg
+
+
+def test_wait_ready_times_out(tmp_path: Path) -> None:
+    with pytest.raises(StackError, match=r"hbase \(h:1\) not ready after 1s"):
+        supervisor.wait_ready("hbase", lambda: False, pid=None, address="h:1", log=tmp_path / "x", timeout=1)
+
+
+def test_port_taken_is_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        cfg = StackConfig(home=tmp_path, metastore_port=port)
+        stack = Stack(cfg)
+        with pytest.raises(StackError) as err:
+            stack._check_ports_free(stack.service("metastore"))
+    assert f"metastore: port 127.0.0.1:{port} is already in use" in str(err.value)
+    assert "metastore.log" in str(err.value)
