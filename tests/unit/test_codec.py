@@ -121,7 +121,11 @@ def test_encode_exact_bytes(value: Any, type_name: str, expected: bytes) -> None
         (b"nan", "double", None),  # checked separately below
         (b"TRUE", "boolean", True),
         (b"2024-05-01", "date", date(2024, 5, 1)),
-        (b"2024-05-01T12:00:00.123456+00:00", "timestamp", datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)),
+        (
+            b"2024-05-01T12:00:00.123456+00:00",
+            "timestamp",
+            datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC),
+        ),
         (b"2024-05-01T14:00:00+02:00", "timestamp", datetime(2024, 5, 1, 12, tzinfo=UTC)),
         (b"2024-05-01T12:00:00", "timestamp", datetime(2024, 5, 1, 12, tzinfo=UTC)),
         (b'{"a":[1,{"b":null}]}', "json", {"a": [1, {"b": None}]}),
@@ -235,7 +239,10 @@ def test_int_out_of_range_message() -> None:
 def test_decimal_float_refused_message() -> None:
     with pytest.raises(CodecError) as info:
         encode_value(0.1, "decimal")
-    assert str(info.value) == "cannot encode 0.1 as decimal: floats are inexact; pass a Decimal or a numeric string"
+    assert (
+        str(info.value)
+        == "cannot encode 0.1 as decimal: floats are inexact; pass a Decimal or a numeric string"
+    )
 
 
 def test_decode_error_names_type_and_bytes_exactly() -> None:

@@ -70,11 +70,6 @@ def _cannot(value: Any, type_name: str, reason: str) -> CodecError:
     return CodecError(f"cannot encode {_show(value)} as {type_name}: {reason}")
 
 
-# --------------------------------------------------------------------------------------------------
-# Coercion helpers (Python value -> canonical Python value of the type)
-# --------------------------------------------------------------------------------------------------
-
-
 def to_int(value: Any, type_name: str = "long") -> int:
     """Coerce ``value`` to an ``int`` that fits ``type_name`` (``int``: 32-bit, ``long``: 64-bit).
 
@@ -193,11 +188,6 @@ def to_date(value: Any, type_name: str = "date") -> date:
     raise _cannot(value, type_name, "expected a date or an ISO 'YYYY-MM-DD' string")
 
 
-# --------------------------------------------------------------------------------------------------
-# Per-type encoders and decoders
-# --------------------------------------------------------------------------------------------------
-
-
 def _encode_string(value: Any) -> bytes:
     if not isinstance(value, str):
         raise _cannot(value, "string", "expected a str")
@@ -299,23 +289,24 @@ class Codec:
     decode: Callable[[bytes], Any]
 
 
-def _registry(*codecs: Codec) -> dict[str, Codec]:
-    return {codec.name: codec for codec in codecs}
-
-
 #: Every supported type, in one place. Keys are the names users write in YAML.
-CODECS: dict[str, Codec] = _registry(
-    Codec("string", _encode_string, lambda data: data.decode("utf-8")),
-    Codec("int", _encode_int("int"), _decode_int("int")),
-    Codec("long", _encode_int("long"), _decode_int("long")),
-    Codec("double", _encode_double, lambda data: float(data.decode("ascii"))),
-    Codec("boolean", _encode_boolean, _decode_boolean),
-    Codec("decimal", lambda v: _plain_decimal(to_decimal(v)).encode("ascii"), _decode_decimal),
-    Codec("date", lambda v: to_date(v).isoformat().encode("ascii"), lambda d: date.fromisoformat(d.decode())),
-    Codec("timestamp", _encode_timestamp, _decode_timestamp),
-    Codec("json", _encode_json, lambda data: json.loads(data.decode("utf-8"))),
-    Codec("bytes", _encode_bytes, bytes),
-)
+CODECS: dict[str, Codec] = {
+    codec.name: codec
+    for codec in (
+        Codec("string", _encode_string, lambda data: data.decode("utf-8")),
+        Codec("int", _encode_int("int"), _decode_int("int")),
+        Codec("long", _encode_int("long"), _decode_int("long")),
+        Codec("double", _encode_double, lambda data: float(data.decode("ascii"))),
+        Codec("boolean", _encode_boolean, _decode_boolean),
+        Codec("decimal", lambda v: _plain_decimal(to_decimal(v)).encode("ascii"), _decode_decimal),
+        Codec(
+            "date", lambda v: to_date(v).isoformat().encode("ascii"), lambda d: date.fromisoformat(d.decode())
+        ),
+        Codec("timestamp", _encode_timestamp, _decode_timestamp),
+        Codec("json", _encode_json, lambda data: json.loads(data.decode("utf-8"))),
+        Codec("bytes", _encode_bytes, bytes),
+    )
+}
 
 TYPE_NAMES: tuple[str, ...] = tuple(CODECS)
 
@@ -417,6 +408,8 @@ def string_form(value: Any) -> bytes:
         >>> string_form(42), string_form("c-1")
         (b'42', b'c-1')
     """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value).encode("ascii")  # any size: a salt or hash does not care about 64 bits
     encoded = encode_value(value, infer_type(value))
     assert encoded is not None  # infer_type refuses None
     return encoded

@@ -203,7 +203,6 @@ class RowKeyTemplate:
     template: str
     parts: tuple[_Part, ...]
 
-    # ------------------------------------------------------------------ parsing
     @classmethod
     def parse(cls, template: str) -> RowKeyTemplate:
         """Parse a template string.
@@ -291,7 +290,6 @@ class RowKeyTemplate:
             raise fail(source, f"unknown encoding {encoding!r}")
         return _Part(encoding, source, field)
 
-    # ------------------------------------------------------------------ properties
     @property
     def fields(self) -> list[str]:
         """Field names used by the template, in order of first use, without duplicates."""
@@ -302,7 +300,6 @@ class RowKeyTemplate:
         """Number of salt buckets of the first ``salt()`` part, ``None`` if the key is not salted."""
         return next((part.arg for part in self.parts if part.kind == "salt"), None)
 
-    # ------------------------------------------------------------------ encoding
     def _encode_part(self, index: int, value: Any) -> bytes:
         part = self.parts[index]
         following = self.parts[index + 1] if index + 1 < len(self.parts) else None
@@ -366,7 +363,6 @@ class RowKeyTemplate:
             out += self._encode_part(index, value)
         return bytes(out)
 
-    # ------------------------------------------------------------------ decoding
     def decode(self, key: bytes) -> dict[str, Any]:
         """Recover field values from a row key; ``salt`` and ``hash`` parts are skipped.
 

@@ -1,0 +1,40 @@
+"""Rows -> Kafka records (key, JSON value) inside Spark, preserving types.
+
+Decimals stay exact (written as JSON numbers with their scale), timestamps carry microseconds and
+their UTC offset, dates are ISO, nested arrays/maps/structs stay nested, nulls are kept.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+JSON_OPTIONS = {
+    "timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX",
+    "dateFormat": "yyyy-MM-dd",
+    "ignoreNullFields": "false",
+}
+
+
+def key_column(columns: list[str]) -> Column:
+    """One column: its string form. Several: a JSON array of their string forms."""
+    from pyspark.sql import functions as F
+
+    if len(columns) == 1:
+        return F.col(columns[0]).cast("string")
+    return F.to_json(F.array(*[F.col(c).cast("string") for c in columns]))
+
+
+def to_records(df: DataFrame, key_columns: list[str]) -> DataFrame:
+    """``df`` as a DataFrame of (key, value) ready for Spark's Kafka sink."""
+    from pyspark.sql import functions as F
+
+    missing = [c for c in key_columns if c not in df.columns]
+    if missing:
+        from headwater.errors import ConfigError
+
+        raise ConfigError(f"topic.key: column(s) {missing} not in the source; columns: {', '.join(df.columns)}")
+    value = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns]), JSON_OPTIONS)
+    return df.select(key_column(key_columns).alias("key"), value.alias("value"))

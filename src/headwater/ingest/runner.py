@@ -1,0 +1,172 @@
+"""The ingest loop: read the next increment, produce it to Kafka, then (and only then) commit the position.
+
+A crash between produce and commit re-produces the same increment on restart: Kafka may hold a
+record twice, and the process stage writes it to the same HBase cell with the same timestamp, so
+the store is unchanged. The position never advances past data that is not acknowledged by Kafka.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from headwater import kafka
+from headwater.errors import HeadwaterError, TransientError
+from headwater.ingest.encode import to_records
+from headwater.observability.progress import ProgressFile
+from headwater.timeutil import parse_duration
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from headwater.context import PipelineContext
+
+log = logging.getLogger("headwater.ingest")
+
+# Producer settings for Spark's Kafka sink: idempotent, all replicas, bounded waits so a broker
+# outage fails the write (and the loop retries it) instead of hanging.
+PRODUCER_OPTIONS = {
+    "kafka.acks": "all",
+    "kafka.enable.idempotence": "true",
+    "kafka.linger.ms": "20",
+    "kafka.batch.size": "262144",
+    "kafka.compression.type": "lz4",
+    "kafka.max.block.ms": "30000",
+    "kafka.delivery.timeout.ms": "60000",
+    "kafka.request.timeout.ms": "20000",
+}
+
+
+@dataclass
+class PollResult:
+    """What one poll did."""
+
+    rows: int
+    produced: int
+    description: str
+    seconds: float
+
+
+class IngestStage:
+    """Runs the ingest loop of one pipeline in this process."""
+
+    def __init__(self, ctx: PipelineContext, spark: SparkSession | None = None) -> None:
+        self.ctx = ctx
+        self.spec = ctx.spec
+        self._spark = spark
+        self.progress = ProgressFile(ctx.progress_path("ingest"), "ingest")
+        self.positions = kafka.PositionStore(self.spec.connections.kafka, self.spec.state_topic)
+        self.stop_event = threading.Event()
+
+    @property
+    def spark(self) -> SparkSession:
+        if self._spark is None:
+            self._spark = self.ctx.spark("ingest")
+        return self._spark
+
+    def prepare(self) -> None:
+        """Check the source and Kafka, create the topic and the state topic if missing."""
+        conn = self.spec.connections.kafka
+        kafka.check_reachable(conn)
+        self.ctx.source.check(self.spark)
+        t = self.spec.topic
+        if kafka.ensure_topic(conn, t.name, t.partitions, t.replication, t.config):
+            log.info("created topic %s with %d partitions", t.name, t.partitions)
+        self.positions.ensure()
+
+    def poll_once(self) -> PollResult | None:
+        """Read, produce and commit one increment; None when the source has nothing new."""
+        from pyspark.sql import Observation
+
+        t0 = time.monotonic()
+        position = self.positions.load(self.ctx.position_key)
+        inc = self.ctx.source.read(self.spark, position)
+        if inc is None:
+            return None
+        for event in inc.events:
+            log.info("%s", event)
+        conn = self.spec.connections.kafka
+        before = sum(kafka.end_offsets(conn, self.spec.topic.name).values())
+        obs = Observation("ingest")
+        from pyspark.sql import functions as F
+
+        records = to_records(inc.df.observe(obs, F.count(F.lit(1)).alias("rows")), self.spec.topic.key)
+        (
+            records.write.format("kafka").options(**kafka.spark_options(conn)).options(**PRODUCER_OPTIONS)
+            .option("topic", self.spec.topic.name).save()
+        )  # fmt: skip
+        rows = int(obs.get.get("rows", 0))
+        produced = sum(kafka.end_offsets(conn, self.spec.topic.name).values()) - before
+        # Only now, with every record acknowledged, does the position move.
+        self.positions.commit(self.ctx.position_key, {**inc.position, "committed_at": time.time()})
+        return PollResult(rows, produced, inc.description, time.monotonic() - t0)
+
+    def run(self, until_drained: bool = False) -> dict[str, Any]:
+        """Poll until stopped (or, with ``until_drained``, until a poll finds nothing new)."""
+        self.progress.set(state="preparing")
+        self.progress.flush()
+        self.prepare()
+        poll = parse_duration(getattr(self.spec.source, "poll", "5 seconds"))
+        backoff = 1.0
+        self.progress.set(state="running")
+        while not self.stop_event.is_set():
+            try:
+                result = self.poll_once()
+                backoff = 1.0
+            except TransientError as exc:
+                result = None
+                self._retry_later(f"{exc}", backoff)
+                backoff = min(backoff * 2, 60)
+                continue
+            except HeadwaterError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Spark/Py4J errors: retried if infrastructure
+                if not _is_transient(exc):
+                    raise
+                self._retry_later(_short(exc), backoff)
+                backoff = min(backoff * 2, 60)
+                continue
+            if result is None:
+                self.progress.set(state="idle")
+                self.progress.flush()
+                if until_drained:
+                    break
+                self.stop_event.wait(poll)
+                continue
+            self.progress.add(polls=1, rows_read=result.rows, records_produced=result.produced,
+                              busy_seconds=result.seconds)  # fmt: skip
+            self.progress.set(state="running", last=result.description)
+            self.progress.flush()
+            log.info("%s: %d rows -> %d records in %.1fs", result.description, result.rows, result.produced,
+                     result.seconds)  # fmt: skip
+            if self.spec.source.type == "hive" and getattr(self.spec.source, "mode", "") == "snapshot":
+                continue
+        self.progress.set(state="drained" if until_drained else "stopped")
+        self.progress.flush()
+        return dict(self.progress.data)
+
+    def _retry_later(self, why: str, delay: float) -> None:
+        log.warning("ingest: transient error, retrying in %.0fs: %s", delay, why)
+        self.progress.add(retries=1)
+        self.progress.set(state="retrying", last_error=why)
+        self.progress.flush()
+        self.stop_event.wait(delay)
+
+
+_TRANSIENT_MARKERS = (
+    "TimeoutException", "NetworkException", "NotLeaderOrFollower", "DisconnectException",
+    "Connection refused", "TTransportException", "LEADER_NOT_AVAILABLE", "Failed to update metadata",
+    "org.apache.thrift.transport", "MetaException(message:Could not connect",
+)  # fmt: skip
+
+
+def _is_transient(exc: BaseException) -> bool:
+    text = str(exc)
+    return any(marker in text for marker in _TRANSIENT_MARKERS)
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,134 @@
+"""Kafka helpers shared by the stages: client config, topic creation, offsets, and the position store."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from headwater.errors import NotFoundError, ServiceUnavailable, TransientError
+
+if TYPE_CHECKING:
+    from headwater.spec.models import KafkaConnection
+
+
+def client_config(conn: KafkaConnection, **extra: Any) -> dict[str, Any]:
+    """confluent-kafka configuration for ``conn`` (its extra options included)."""
+    return {"bootstrap.servers": conn.bootstrap_servers, **conn.options, **extra}
+
+
+def spark_options(conn: KafkaConnection) -> dict[str, str]:
+    """The same connection as options of Spark's Kafka source/sink (``kafka.`` prefix)."""
+    return {"kafka.bootstrap.servers": conn.bootstrap_servers, **{f"kafka.{k}": v for k, v in conn.options.items()}}
+
+
+def admin(conn: KafkaConnection) -> Any:
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient(client_config(conn))
+
+
+def check_reachable(conn: KafkaConnection, timeout: float = 10.0) -> None:
+    """Raise ServiceUnavailable naming the address if no broker answers within ``timeout``."""
+    from confluent_kafka import KafkaException
+
+    try:
+        md = admin(conn).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise ServiceUnavailable(f"Kafka not reachable at {conn.bootstrap_servers}: {exc}") from None
+    if not md.brokers:
+        raise ServiceUnavailable(f"Kafka not reachable at {conn.bootstrap_servers}: no broker answered")
+
+
+def ensure_topic(
+    conn: KafkaConnection, name: str, partitions: int, replication: int = 1, config: dict[str, str] | None = None
+) -> bool:
+    """Create ``name`` if missing. Returns True if it was created."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic
+
+    client = admin(conn)
+    try:
+        if name in client.list_topics(timeout=10).topics:
+            return False
+        futures = client.create_topics([NewTopic(name, partitions, replication, config=config or {})])
+        futures[name].result(timeout=30)
+        return True
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else None
+        if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return False
+        raise ServiceUnavailable(f"Kafka at {conn.bootstrap_servers}: cannot create topic '{name}': {exc}") from None
+
+
+def end_offsets(conn: KafkaConnection, topic: str) -> dict[int, int]:
+    """High watermark of every partition of ``topic``."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(client_config(conn, **{"group.id": "headwater-offsets", "enable.auto.commit": False}))
+    try:
+        md = consumer.list_topics(topic, timeout=10)
+        meta = md.topics.get(topic)
+        if meta is None or meta.error is not None:
+            raise NotFoundError(f"Kafka topic '{topic}' not found at {conn.bootstrap_servers}")
+        out = {}
+        for p in meta.partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
+            out[p] = high
+        return out
+    finally:
+        consumer.close()
+
+
+class PositionStore:
+    """Durable source positions in a compacted Kafka topic, keyed by pipeline.
+
+    A cluster deployment finds them where it finds the data; nothing lives only on one local disk.
+    """
+
+    def __init__(self, conn: KafkaConnection, topic: str) -> None:
+        self.conn = conn
+        self.topic = topic
+
+    def ensure(self) -> None:
+        ensure_topic(
+            self.conn, self.topic, 1,
+            config={"cleanup.policy": "compact", "min.insync.replicas": "1"},
+        )  # fmt: skip
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        """The last committed position of ``key``, or None."""
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        self.ensure()
+        consumer = Consumer(client_config(self.conn, **{"group.id": "headwater-state", "enable.auto.commit": False}))
+        try:
+            _, high = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=10, cached=False)
+            if high == 0:
+                return None
+            consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
+            latest: dict[str, Any] | None = None
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                msg = consumer.poll(1.0)
+                if msg is None or msg.error():
+                    continue
+                if msg.key() == key.encode():
+                    latest = None if msg.value() is None else json.loads(msg.value())
+                if msg.offset() >= high - 1:
+                    return latest
+            raise TransientError(f"reading positions from Kafka topic '{self.topic}' timed out")
+        finally:
+            consumer.close()
+
+    def commit(self, key: str, value: dict[str, Any] | None) -> None:
+        """Store ``value`` for ``key`` (None deletes it) and wait for Kafka's acknowledgement."""
+        from confluent_kafka import Producer
+
+        producer = Producer(client_config(self.conn, **{"enable.idempotence": True, "acks": "all"}))
+        errors: list[str] = []
+        payload = None if value is None else json.dumps(value, sort_keys=True).encode()
+        producer.produce(self.topic, key=key.encode(), value=payload,
+                         on_delivery=lambda err, _msg: errors.append(str(err)) if err else None)
+        if producer.flush(30) != 0 or errors:
+            raise TransientError(f"committing position '{key}' to Kafka topic '{self.topic}' failed: {errors}")

@@ -1,0 +1,1 @@
+"""Progress reporting and latency tracking shared by the stages and the ``run`` command."""

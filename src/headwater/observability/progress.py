@@ -1,0 +1,80 @@
+"""Live progress: each stage writes a small JSON file that ``headwater run`` (or anyone) can watch.
+
+Writes are atomic (temp file + rename), so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from bisect import bisect_left
+from pathlib import Path
+from typing import Any
+
+
+class ProgressFile:
+    """Counters and state of one stage, rewritten atomically on every update."""
+
+    def __init__(self, path: Path, stage: str) -> None:
+        self.path = path
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.data: dict[str, Any] = {"stage": stage, "state": "starting", "pid": os.getpid(),
+                                     "started_at": time.time(), "counters": {}}  # fmt: skip
+
+    def add(self, **counters: int | float) -> None:
+        c = self.data["counters"]
+        for k, v in counters.items():
+            c[k] = c.get(k, 0) + v
+
+    def set(self, **fields: Any) -> None:
+        self.data.update(fields)
+
+    def flush(self) -> None:
+        self.data["updated_at"] = time.time()
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, default=str))
+        os.replace(tmp, self.path)
+
+
+def read_progress(path: Path) -> dict[str, Any] | None:
+    """The last progress written at ``path``, or None."""
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+# Bucket upper bounds in milliseconds: 1 ms .. ~30 min, ~10% apart.
+_BOUNDS = [round(1.1**i) for i in range(0, 160)]
+_BOUNDS = sorted(set(b for b in _BOUNDS if b <= 2_000_000))
+
+
+class LatencyHistogram:
+    """A mergeable log-bucket histogram of latencies in milliseconds (about 10% resolution)."""
+
+    def __init__(self, counts: list[int] | None = None) -> None:
+        self.counts = counts or [0] * (len(_BOUNDS) + 1)
+
+    def record(self, latency_ms: float, count: int = 1) -> None:
+        self.counts[bisect_left(_BOUNDS, latency_ms)] += count
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts)
+
+    def percentile(self, q: float) -> float | None:
+        """The upper bound of the bucket holding the ``q`` quantile (0..1), in ms."""
+        total = self.total
+        if total == 0:
+            return None
+        rank = q * total
+        seen = 0
+        for i, n in enumerate(self.counts):
+            seen += n
+            if seen >= rank and n:
+                return float(_BOUNDS[i]) if i < len(_BOUNDS) else float("inf")
+        return float(_BOUNDS[-1])
+
+    def to_list(self) -> list[int]:
+        return list(self.counts)

@@ -1,0 +1,309 @@
+"""The pipeline spec: pydantic models for one ``pipeline.yaml``.
+
+The top-level models here are fixed; ``source``, each transform and ``sink`` are plugin config
+models chosen by their ``type`` through :mod:`headwater.plugins`:
+:func:`headwater.spec.schema.spec_model_for` builds the concrete :class:`PipelineSpec` subclass for
+one document, importing only the plugins it names.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from headwater.sinks.base import SinkConfig
+from headwater.sources.base import SourceConfig
+from headwater.stack.config import StackConfig
+from headwater.transforms.base import TransformConfig
+
+_TOPIC_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TRIGGER_RE = re.compile(r"\s*(\d+)\s*([a-z]+)\s*")
+# unit as written -> (canonical Spark unit, milliseconds per unit)
+_TRIGGER_UNITS: dict[str, tuple[str, int]] = {
+    **dict.fromkeys(("ms", "millisecond", "milliseconds"), ("milliseconds", 1)),
+    **dict.fromkeys(("s", "sec", "second", "seconds"), ("seconds", 1000)),
+    **dict.fromkeys(("min", "minute", "minutes"), ("minutes", 60_000)),
+}
+
+
+def _conf_value(value: Any) -> Any:
+    """Let YAML numbers and booleans stand for client/Spark property strings (``retention.ms: 1000``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+ConfValue = Annotated[str, BeforeValidator(_conf_value)]
+
+
+def _topic_name(value: str) -> str:
+    if not _TOPIC_RE.fullmatch(value) or value in {".", ".."}:
+        raise PydanticCustomError(
+            "topic_name", "invalid Kafka topic name: use 1 to 249 of the characters a-z A-Z 0-9 . _ -"
+        )
+    return value
+
+
+TopicName = Annotated[str, AfterValidator(_topic_name)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaConnection(_Model):
+    """How to reach Kafka."""
+
+    bootstrap_servers: str = Field(description="Comma-separated host:port list of Kafka brokers.")
+    options: dict[str, ConfValue] = Field(
+        default_factory=dict,
+        description="Extra client properties (security.protocol, sasl.*, ...), given to confluent-kafka "
+        "as is and to Spark as kafka.<key>.",
+    )
+
+    def client_config(self) -> dict[str, str]:
+        """Properties for a confluent-kafka client: ``bootstrap.servers`` plus :attr:`options`."""
+        return {"bootstrap.servers": self.bootstrap_servers, **self.options}
+
+    def spark_options(self) -> dict[str, str]:
+        """Options for Spark's Kafka source/sink: every client property prefixed with ``kafka.``."""
+        return {f"kafka.{key}": value for key, value in self.client_config().items()}
+
+
+class HBaseConnection(_Model):
+    """How to reach the HBase Thrift server."""
+
+    host: str = Field(description="Host of the HBase Thrift (v1) server.")
+    port: int = Field(default=9090, ge=1, le=65535, description="Port of the HBase Thrift server.")
+    timeout_ms: int = Field(default=60000, ge=1, description="Socket timeout in milliseconds.")
+    transport: Literal["buffered", "framed"] = Field(
+        default="buffered", description="Thrift transport; must match the server's setting."
+    )
+    protocol: Literal["binary", "compact"] = Field(
+        default="binary", description="Thrift protocol; must match the server's setting."
+    )
+    namespace_prefix: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9_]*$",
+        description="Prefix added to every HBase namespace this pipeline uses (e.g. per environment).",
+    )
+
+
+class HiveConnection(_Model):
+    """How to reach the Hive metastore."""
+
+    metastore_uri: str = Field(description="Thrift URI of the Hive metastore, e.g. thrift://host:9083.")
+    warehouse_dir: str | None = Field(
+        default=None, description="Warehouse folder (spark.sql.warehouse.dir); None: the cluster's default."
+    )
+
+
+class SparkSettings(_Model):
+    """How to run Spark."""
+
+    master: str = Field(default="local[2]", description="Spark master URL.")
+    conf: dict[str, ConfValue] = Field(default_factory=dict, description="Extra Spark configuration.")
+
+
+def _default_kafka() -> KafkaConnection:
+    return KafkaConnection(bootstrap_servers=StackConfig.from_env().kafka_bootstrap)
+
+
+def _default_hbase() -> HBaseConnection:
+    stack = StackConfig.from_env()
+    return HBaseConnection(host=stack.host, port=stack.thrift_port)
+
+
+def _default_hive() -> HiveConnection:
+    stack = StackConfig.from_env()
+    return HiveConnection(metastore_uri=stack.metastore_uri, warehouse_dir=str(stack.warehouse_dir))
+
+
+class Connections(_Model):
+    """Where the services are. Each part left out points at the local stack (``headwater stack``)."""
+
+    kafka: KafkaConnection = Field(default_factory=_default_kafka, description="Kafka brokers.")
+    hbase: HBaseConnection = Field(default_factory=_default_hbase, description="HBase Thrift server.")
+    hive: HiveConnection = Field(default_factory=_default_hive, description="Hive metastore.")
+    spark: SparkSettings = Field(default_factory=SparkSettings, description="Spark master and conf.")
+
+
+class TopicSpec(_Model):
+    """The Kafka topic between ingest and process."""
+
+    name: TopicName = Field(description="Topic name (1-249 of a-z A-Z 0-9 . _ -).")
+    partitions: int = Field(default=2, ge=1, description="Partitions, created if the topic is missing.")
+    replication: int = Field(default=1, ge=1, description="Replication factor, used at creation.")
+    key: list[str] = Field(min_length=1, description="Columns forming the Kafka record key.")
+    config: dict[str, ConfValue] = Field(
+        default_factory=dict, description="Topic configs used at creation (retention.ms, ...)."
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _unique_key(cls, value: list[str]) -> list[str]:
+        dupes = sorted({c for c in value if value.count(c) > 1})
+        if dupes:
+            raise PydanticCustomError(
+                "key_columns", "duplicate key columns: {dupes}", {"dupes": ", ".join(dupes)}
+            )
+        return value
+
+
+class DeadLetterSpec(_Model):
+    """The topic receiving records that cannot be processed."""
+
+    topic: TopicName = Field(description="Dead-letter topic name.")
+    partitions: int = Field(default=1, ge=1, description="Partitions, created if the topic is missing.")
+    replication: int = Field(default=1, ge=1, description="Replication factor, used at creation.")
+
+
+class ProcessSpec(_Model):
+    """How the streaming (process) stage runs."""
+
+    trigger: str = Field(
+        default="1 second",
+        description="Micro-batch interval '<number> <unit>', unit ms, s, sec, second(s), min, minute(s); "
+        "normalized to Spark's form ('500 milliseconds').",
+    )
+    max_offsets_per_trigger: int | None = Field(
+        default=200000, ge=1, description="Upper bound of Kafka records per micro-batch; None: no bound."
+    )
+    checkpoint: str | None = Field(
+        default=None, min_length=1, description="Checkpoint location; None: chosen at run time."
+    )
+    starting_offsets: Literal["earliest", "latest"] = Field(
+        default="earliest", description="Where a new query starts reading the topic."
+    )
+
+    @field_validator("trigger")
+    @classmethod
+    def _trigger(cls, value: str) -> str:
+        match = _TRIGGER_RE.fullmatch(value.lower())
+        if match is None or match.group(2) not in _TRIGGER_UNITS:
+            raise PydanticCustomError(
+                "trigger",
+                "expected '<number> <unit>' with unit ms, millisecond(s), s, sec, second(s), min, minute(s)",
+            )
+        return f"{int(match.group(1))} {_TRIGGER_UNITS[match.group(2)][0]}"
+
+    @property
+    def trigger_ms(self) -> int:
+        """The trigger interval in milliseconds."""
+        number, unit = self.trigger.split()
+        return int(number) * _TRIGGER_UNITS[unit][1]
+
+
+def _check_schema(value: dict[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    bad = [name for name in value if not _IDENT_RE.fullmatch(name)]
+    if bad:
+        raise PydanticCustomError(
+            "column_name",
+            "column names must be identifiers (letters, digits, _; not starting with a digit): {bad}",
+            {"bad": ", ".join(bad)},
+        )
+    empty = [name for name, ddl in value.items() if not ddl.strip()]
+    if empty:
+        raise PydanticCustomError(
+            "column_type", "empty type for columns: {empty}", {"empty": ", ".join(empty)}
+        )
+    return {name: ddl.strip() for name, ddl in value.items()}
+
+
+class PipelineSpec(_Model):
+    """One pipeline: Hive (or another source) -> Kafka topic -> Spark streaming -> HBase (or another sink).
+
+    Load it with :func:`headwater.spec.load_spec`, which validates ``source``, ``transforms`` and
+    ``sink`` against the plugin config models their ``type`` names.
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(description="Pipeline name: [a-z][a-z0-9_-]{0,62}; names state and checkpoints.")
+    description: str = Field(default="", description="Free text.")
+    source: SerializeAsAny[SourceConfig] = Field(description="Source plugin config, selected by 'type'.")
+    schema_: dict[str, str] | None = Field(
+        default=None,
+        alias="schema",
+        description="Declared record schema: column -> Spark SQL DDL type (bigint, decimal(12,2), ...). "
+        "None: taken from the source.",
+    )
+    topic: TopicSpec = Field(description="Kafka topic carrying the source records.")
+    transforms: list[SerializeAsAny[TransformConfig]] = Field(
+        default_factory=list, description="Transforms applied in order, each selected by 'type'."
+    )
+    sink: SerializeAsAny[SinkConfig] = Field(description="Sink plugin config, selected by 'type'.")
+    dead_letter: DeadLetterSpec = Field(description="Topic for records that cannot be processed.")
+    process: ProcessSpec = Field(default_factory=ProcessSpec, description="Streaming stage settings.")
+    connections: Connections = Field(
+        default_factory=Connections, description="Service addresses; defaults: the local stack."
+    )
+    state_topic: TopicName = Field(
+        default="_headwater_state", description="Compacted topic holding ingest positions."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _NAME_RE.fullmatch(value):
+            raise PydanticCustomError(
+                "pipeline_name",
+                "must be a lowercase letter followed by up to 62 of a-z 0-9 _ -",
+            )
+        return value
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return _check_schema(value)
+
+    @field_validator("topic")
+    @classmethod
+    def _key_in_schema(cls, value: TopicSpec, info: ValidationInfo) -> TopicSpec:
+        schema = info.data.get("schema_")
+        missing = [c for c in value.key if schema is not None and c not in schema]
+        if missing:
+            raise PydanticCustomError(
+                "key_columns",
+                "key columns not in the declared schema: {missing}",
+                {"missing": ", ".join(missing)},
+            )
+        return value
+
+    @field_validator("dead_letter")
+    @classmethod
+    def _distinct_dead_letter(cls, value: DeadLetterSpec, info: ValidationInfo) -> DeadLetterSpec:
+        topic = info.data.get("topic")
+        if topic is not None and value.topic == topic.name:
+            raise PydanticCustomError("topic_clash", "dead-letter topic must differ from topic.name")
+        return value
+
+    @field_validator("state_topic")
+    @classmethod
+    def _distinct_state_topic(cls, value: str, info: ValidationInfo) -> str:
+        topic, dead_letter = info.data.get("topic"), info.data.get("dead_letter")
+        if (topic is not None and value == topic.name) or (
+            dead_letter is not None and value == dead_letter.topic
+        ):
+            raise PydanticCustomError(
+                "topic_clash", "state topic must differ from topic.name and dead_letter.topic"
+            )
+        return value
