@@ -32,6 +32,7 @@ def test_status_json_shows_every_service_healthy(stack) -> None:  # type: ignore
     assert status["healthy"] is True
     assert {s["name"]: s["state"] for s in status["services"]} == {
         "metastore": "running", "hbase": "running", "kafka": "running", "hbase-thrift": "running",
+        "hbase-thrift2": "running",
     }  # fmt: skip
     assert all(s["pid"] and s["rss_mb"] > 50 for s in status["services"])
 

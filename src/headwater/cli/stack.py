@@ -59,7 +59,7 @@ def status(as_json: bool) -> None:
 @click.option("-n", "--lines", default=50, show_default=True, help="How many lines from the end.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 def logs(service: str, lines: int, follow: bool) -> None:
-    """Show a service's log (metastore, hbase, kafka, hbase-thrift)."""
+    """Show a service's log (metastore, hbase, kafka, hbase-thrift, hbase-thrift2)."""
     svc = _stack().service(service)
     if not svc.log.exists():
         click.echo(f"no log yet: {svc.log}", err=True)

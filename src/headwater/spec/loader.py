@@ -19,7 +19,7 @@ from pydantic import BaseModel, Tag, ValidationError
 
 from headwater.errors import ConfigError
 from headwater.spec.models import PipelineSpec
-from headwater.spec.schema import spec_model_for
+from headwater.spec.schema import INVALID_TAG, spec_model_for
 
 PathTuple = tuple[str | int, ...]
 
@@ -30,7 +30,7 @@ _SIMPLE_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAX_REPR = 80
 # error types whose pydantic "input" is not the offending value, so "(got ...)" would mislead
-_NO_INPUT = {"missing", "plugin_type"}
+_NO_INPUT = {"missing", "plugin_type", "topic_clash", "key_not_in_schema"}
 _MSG_PREFIXES = ("Value error, ", "Assertion failed, ")
 
 
@@ -189,6 +189,9 @@ def _interpolate(
             return current
 
         return _VAR_RE.sub(replace, value) if "${" in value else value
+    if len(path) > 64 and isinstance(value, dict | list):
+        emit.append((path[:64], "recursive", "nesting too deep (a recursive YAML alias?)"))
+        return None
     if isinstance(value, dict):
         return {key: _interpolate(item, (*path, str(key)), env, emit) for key, item in value.items()}
     if isinstance(value, list):
@@ -235,8 +238,10 @@ def _clean_loc(
     out: list[str | int] = []
     owner: type[BaseModel] | None = None
     for part in loc:
-        tp = _unwrap(current)
         owner = None
+        if part == INVALID_TAG or (isinstance(part, str) and _tag(current) == part):
+            continue
+        tp = _unwrap(current)
         if _is_union(tp):
             tags = {tag: member for member in get_args(tp) if (tag := _tag(member)) is not None}
             # a tagged union names the member chosen; a plain union labels the member tried

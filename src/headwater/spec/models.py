@@ -34,9 +34,9 @@ _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _TRIGGER_RE = re.compile(r"\s*(\d+)\s*([a-z]+)\s*")
 # unit as written -> (canonical Spark unit, milliseconds per unit)
 _TRIGGER_UNITS: dict[str, tuple[str, int]] = {
-    **dict.fromkeys(("ms", "millisecond", "milliseconds"), ("milliseconds", 1)),
-    **dict.fromkeys(("s", "sec", "second", "seconds"), ("seconds", 1000)),
-    **dict.fromkeys(("min", "minute", "minutes"), ("minutes", 60_000)),
+    **dict.fromkeys(("ms", "millisecond", "milliseconds"), ("millisecond", 1)),
+    **dict.fromkeys(("s", "sec", "second", "seconds"), ("second", 1000)),
+    **dict.fromkeys(("min", "minute", "minutes"), ("minute", 60_000)),
 }
 
 
@@ -89,8 +89,8 @@ class KafkaConnection(_Model):
 class HBaseConnection(_Model):
     """How to reach the HBase Thrift server."""
 
-    host: str = Field(description="Host of the HBase Thrift (v1) server.")
-    port: int = Field(default=9090, ge=1, le=65535, description="Port of the HBase Thrift server.")
+    host: str = Field(description="Host of the HBase Thrift2 server (per-cell timestamps, pre-split tables).")
+    port: int = Field(default=9091, ge=1, le=65535, description="Port of the HBase Thrift2 server.")
     timeout_ms: int = Field(default=60000, ge=1, description="Socket timeout in milliseconds.")
     transport: Literal["buffered", "framed"] = Field(
         default="buffered", description="Thrift transport; must match the server's setting."
@@ -127,12 +127,12 @@ def _default_kafka() -> KafkaConnection:
 
 def _default_hbase() -> HBaseConnection:
     stack = StackConfig.from_env()
-    return HBaseConnection(host=stack.host, port=stack.thrift_port)
+    return HBaseConnection(host=stack.host, port=stack.thrift2_port)
 
 
 def _default_hive() -> HiveConnection:
     stack = StackConfig.from_env()
-    return HiveConnection(metastore_uri=stack.metastore_uri, warehouse_dir=str(stack.warehouse_dir))
+    return HiveConnection(metastore_uri=stack.metastore_uri, warehouse_dir=f"file://{stack.warehouse_dir}")
 
 
 class Connections(_Model):
@@ -180,7 +180,7 @@ class ProcessSpec(_Model):
     trigger: str = Field(
         default="1 second",
         description="Micro-batch interval '<number> <unit>', unit ms, s, sec, second(s), min, minute(s); "
-        "normalized to Spark's form ('500 milliseconds').",
+        "normalized to Spark's form ('500 milliseconds', '1 second').",
     )
     max_offsets_per_trigger: int | None = Field(
         default=200000, ge=1, description="Upper bound of Kafka records per micro-batch; None: no bound."
@@ -201,7 +201,8 @@ class ProcessSpec(_Model):
                 "trigger",
                 "expected '<number> <unit>' with unit ms, millisecond(s), s, sec, second(s), min, minute(s)",
             )
-        return f"{int(match.group(1))} {_TRIGGER_UNITS[match.group(2)][0]}"
+        number = int(match.group(1))
+        return f"{number} {_TRIGGER_UNITS[match.group(2)][0]}{'' if number == 1 else 's'}"
 
     @property
     def trigger_ms(self) -> int:
@@ -282,7 +283,7 @@ class PipelineSpec(_Model):
         missing = [c for c in value.key if schema is not None and c not in schema]
         if missing:
             raise PydanticCustomError(
-                "key_columns",
+                "key_not_in_schema",
                 "key columns not in the declared schema: {missing}",
                 {"missing": ", ".join(missing)},
             )
@@ -307,3 +308,21 @@ class PipelineSpec(_Model):
                 "topic_clash", "state topic must differ from topic.name and dead_letter.topic"
             )
         return value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle the concrete plugin-typed subclass by its plugin type names (it is built at run time)."""
+        types = (
+            [self.source.type],
+            [transform.type for transform in self.transforms],
+            [self.sink.type],
+        )
+        return (_unpickle, (type(self) is PipelineSpec, types, self.__getstate__()))
+
+
+def _unpickle(base: bool, types: tuple[list[str], list[str], list[str]], state: Any) -> PipelineSpec:
+    from headwater.spec.schema import spec_model  # schema.py imports this module
+
+    cls = PipelineSpec if base else spec_model(*types)
+    spec = cls.__new__(cls)
+    spec.__setstate__(state)
+    return spec

@@ -20,21 +20,13 @@ from pydantic_core import PydanticCustomError
 from headwater import plugins
 from headwater.errors import PluginError
 from headwater.plugins import Kind
-from headwater.sinks.base import SinkConfig
-from headwater.sources.base import SourceConfig
 from headwater.spec.models import PipelineSpec
-from headwater.transforms.base import TransformConfig
 
 INVALID_TAG = "__invalid__"
 """Union tag of the placeholder member that reports an unusable plugin ``type``."""
 
 
-_BASES: dict[Kind, type[BaseModel]] = {
-    "source": SourceConfig,
-    "transform": TransformConfig,
-    "sink": SinkConfig,
-}
-Resolved = tuple[tuple[str, "type[BaseModel] | str"], ...]
+Resolved = tuple[tuple[str, type[BaseModel] | str], ...]
 
 
 def _resolve(kind: Kind, names: Iterable[str]) -> Resolved:
@@ -105,7 +97,7 @@ def _schema_slot(kind: Kind, resolved: Resolved) -> Any:
         else:
             models.append(entry)
     if not models:
-        return _BASES[kind]
+        return dict[str, Any]
     if len(models) == 1:
         return models[0]
     return Annotated[functools.reduce(operator.or_, models), Field(discriminator="type")]

@@ -31,6 +31,7 @@ class StackConfig(BaseModel):
     hbase_master_port: int = 16000
     hbase_regionserver_port: int = 16020
     thrift_port: int = 9090
+    thrift2_port: int = 9091
     metastore_port: int = 9083
     kafka_heap: str = "512m"
     hbase_heap: str = "1g"

@@ -13,7 +13,7 @@ import psutil
 from headwater.errors import StackError
 from headwater.stack import jars, supervisor
 from headwater.stack.config import StackConfig
-from headwater.stack.hbase import HBaseService, HBaseThriftService
+from headwater.stack.hbase import HBaseService, HBaseThrift2Service, HBaseThriftService
 from headwater.stack.kafka import KafkaService
 from headwater.stack.metastore import MetastoreService
 from headwater.stack.service import Service
@@ -49,6 +49,7 @@ class Stack:
             HBaseService(self.config),
             KafkaService(self.config),
             HBaseThriftService(self.config),
+            HBaseThrift2Service(self.config),
         ]
 
     def service(self, name: str) -> Service:
