@@ -71,3 +71,40 @@ class PipelineContext:
             jars=jars.split(",") if jars else spark_kafka_jars(StackConfig.from_env()),
             conf={**c.spark.conf, **(extra_conf or {})},
         )
+
+
+def reset_pipeline(spec: PipelineSpec, *, topics: bool = False, table: bool = False) -> list[str]:
+    """Delete a pipeline's position and checkpoint (and optionally topics and sink table)."""
+    import shutil
+
+    from headwater import kafka
+
+    ctx = PipelineContext(spec)
+    done = []
+    conn = spec.connections.kafka
+    kafka.PositionStore(conn, spec.state_topic).commit(ctx.position_key, None)
+    done.append(f"position {ctx.position_key} deleted from {spec.state_topic}")
+    if spec.process.checkpoint is None:
+        shutil.rmtree(ctx.checkpoint, ignore_errors=True)
+        done.append(f"checkpoint {ctx.checkpoint} deleted")
+    else:
+        done.append(f"checkpoint {spec.process.checkpoint} is external: delete it yourself")
+    for f in ctx.home.glob("*.progress.json"):
+        f.unlink()
+    if topics:
+        names = [spec.topic.name, spec.dead_letter.topic]
+        client = kafka.admin(conn)  # keep a reference: the futures die with their client
+        existing = client.list_topics(timeout=10).topics
+        futures = client.delete_topics([n for n in names if n in existing]) if set(names) & set(existing) else {}
+        for name, fut in futures.items():
+            fut.result(timeout=30)
+            done.append(f"topic {name} deleted")
+    if table:
+        from headwater.sinks.hbase_admin import connect
+
+        with connect(spec.connections.hbase) as client:
+            full = spec.sink.full_table  # type: ignore[attr-defined]
+            if client.table_exists(full):
+                client.delete_table(full)
+                done.append(f"table {full} deleted")
+    return done

@@ -142,10 +142,10 @@ def test_good_spec_resolves_plugin_configs_and_defaults() -> None:
 
 def test_connections_default_to_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEADWATER_KAFKA_PORT", "19092")
-    monkeypatch.setenv("HEADWATER_THRIFT_PORT", "19090")
+    monkeypatch.setenv("HEADWATER_THRIFT2_PORT", "19091")
     connections = load(GOOD).connections
     assert connections.kafka.bootstrap_servers == "127.0.0.1:19092"
-    assert (connections.hbase.host, connections.hbase.port) == ("127.0.0.1", 19090)
+    assert (connections.hbase.host, connections.hbase.port) == ("127.0.0.1", 19091)
     assert connections.hbase.transport == "buffered"
     assert connections.hive.metastore_uri == "thrift://127.0.0.1:9083"
     assert connections.hive.warehouse_dir is not None
@@ -175,7 +175,7 @@ def test_given_connections_are_used_unchanged() -> None:
     assert connections.kafka.spark_options()["kafka.security.protocol"] == "SASL_SSL"
     assert (connections.hbase.host, connections.hbase.port, connections.hbase.transport) == (
         "thrift.prod",
-        9090,
+        9091,
         "framed",
     )
     assert connections.spark.conf == {"spark.sql.shuffle.partitions": "8"}

@@ -79,7 +79,7 @@ class IngestStage:
 
     def poll_once(self) -> PollResult | None:
         """Read, produce and commit one increment; None when the source has nothing new."""
-        from pyspark.sql import Observation
+        from pyspark import StorageLevel
 
         t0 = time.monotonic()
         position = self.positions.load(self.ctx.position_key)
@@ -90,15 +90,17 @@ class IngestStage:
             log.info("%s", event)
         conn = self.spec.connections.kafka
         before = sum(kafka.end_offsets(conn, self.spec.topic.name).values())
-        obs = Observation("ingest")
-        from pyspark.sql import functions as F
-
-        records = to_records(inc.df.observe(obs, F.count(F.lit(1)).alias("rows")), self.spec.topic.key)
-        (
-            records.write.format("kafka").options(**kafka.spark_options(conn)).options(**PRODUCER_OPTIONS)
-            .option("topic", self.spec.topic.name).save()
-        )  # fmt: skip
-        rows = int(obs.get.get("rows", 0))
+        # Cached so that counting and producing read the source once (spills to disk when large).
+        df = inc.df.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            rows = df.count()
+            records = to_records(df, self.spec.topic.key)
+            (
+                records.write.format("kafka").options(**kafka.spark_options(conn)).options(**PRODUCER_OPTIONS)
+                .option("topic", self.spec.topic.name).save()
+            )  # fmt: skip
+        finally:
+            df.unpersist()
         produced = sum(kafka.end_offsets(conn, self.spec.topic.name).values()) - before
         # Only now, with every record acknowledged, does the position move.
         self.positions.commit(self.ctx.position_key, {**inc.position, "committed_at": time.time()})

@@ -25,17 +25,27 @@ META = ["_hw_topic", "_hw_partition", "_hw_offset", "_hw_kafka_ts"]
 def decode(raw: DataFrame, schema: StructType, required: list[str]) -> DataFrame:
     """Kafka rows (key, value, topic, partition, offset, timestamp) -> schema fields + meta + error columns."""
     from pyspark.sql import functions as F
-    from pyspark.sql.types import MapType, StringType
+    from pyspark.sql.types import DecimalType, MapType, StringType, StructField, StructType
 
+    # Spark's JSON reader parses decimal *strings* leniently ("12,50" -> 1250, grouping allowed);
+    # top-level decimals are read as text and cast strictly with try_cast instead.
+    decimals = {f.name: f.dataType for f in schema.fields if isinstance(f.dataType, DecimalType)}
+    parse_schema = StructType([StructField(f.name, StringType()) if f.name in decimals else f for f in schema.fields])
     text = F.col("value").cast("string")
     parsed = raw.select(
         F.col("key"), F.col("value"),
         F.col("topic").alias("_hw_topic"), F.col("partition").alias("_hw_partition"),
         F.col("offset").alias("_hw_offset"), F.col("timestamp").alias("_hw_kafka_ts"),
-        F.from_json(text, schema, {"mode": "PERMISSIVE"}).alias("_typed"),
+        F.from_json(text, parse_schema, {"mode": "PERMISSIVE"}).alias("_parsed"),
         F.from_json(text, MapType(StringType(), StringType()), {"mode": "PERMISSIVE"}).alias("_raw"),
         (F.encode(text, "UTF-8") != F.col("value")).alias("_bad_utf8"),
     )  # fmt: skip
+    typed_fields = [
+        F.expr(f"try_cast(_parsed.`{f.name}` AS {f.dataType.simpleString()})").alias(f.name)
+        if f.name in decimals else F.col(f"_parsed.`{f.name}`").alias(f.name)
+        for f in schema.fields
+    ]  # fmt: skip
+    parsed = parsed.withColumn("_typed", F.when(F.col("_parsed").isNotNull(), F.struct(*typed_fields)))
     mismatches: list[Column] = []
     for f in schema.fields:
         raw_value = F.col("_raw").getItem(f.name)
