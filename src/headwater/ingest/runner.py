@@ -17,6 +17,7 @@ from headwater import kafka
 from headwater.errors import HeadwaterError, TransientError
 from headwater.ingest.encode import to_records
 from headwater.observability.progress import ProgressFile
+from headwater.testing import fault_point
 from headwater.timeutil import parse_duration
 
 if TYPE_CHECKING:
@@ -102,6 +103,7 @@ class IngestStage:
         finally:
             df.unpersist()
         produced = sum(kafka.end_offsets(conn, self.spec.topic.name).values()) - before
+        fault_point("ingest.after_produce")
         # Only now, with every record acknowledged, does the position move.
         self.positions.commit(self.ctx.position_key, {**inc.position, "committed_at": time.time()})
         return PollResult(rows, produced, inc.description, time.monotonic() - t0)

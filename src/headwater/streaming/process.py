@@ -22,6 +22,7 @@ from headwater.errors import ConfigError, NotFoundError
 from headwater.observability.progress import LatencyHistogram, ProgressFile
 from headwater.streaming import decode as dec
 from headwater.streaming import dlq
+from headwater.testing import fault_point
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -126,6 +127,7 @@ class ProcessStage:
                 dlq.write(env, self.spec.connections.kafka, self.spec.dead_letter.topic)
         finally:
             decoded.unpersist()
+        fault_point("process.after_sink")
         with self._lock:
             for r in stats:
                 if r["ok"]:

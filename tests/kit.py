@@ -1,0 +1,174 @@
+"""Helpers for pipeline tests: a spec per test, an independent oracle, HBase and Kafka readers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+from headwater.demo import malformed_ids
+
+ROW_KEY = "{salt(customer_id, 4)}|{customer_id}|{order_id:long}"
+
+
+def write_spec(tmp: Path, unique: str, *, max_offsets: int = 4000, versions: int = 5) -> Path:
+    """A spec like examples/orders.yaml with names unique to one test and families keeping versions."""
+    text = f"""
+name: t{unique}
+source: {{type: hive, table: db_{unique}.orders_raw, mode: incremental, watermark: updated_at,
+          partitions: true, poll: 1 second}}
+topic: {{name: t{unique}.orders, partitions: 2, key: [order_id]}}
+schema:
+  order_id: bigint
+  customer_id: string
+  amount: decimal(12,2)
+  quantity: int
+  status: string
+  updated_at: timestamp
+  items: array<struct<sku:string,qty:int>>
+  attrs: map<string,string>
+  dt: string
+transforms:
+  - {{type: filter, where: "status <> 'test'"}}
+  - {{type: sql, query: "SELECT *, amount * quantity AS total FROM input"}}
+sink:
+  type: hbase
+  table: t{unique}:orders
+  row_key: "{ROW_KEY}"
+  version: updated_at
+  columns:
+    d: [amount, quantity, total, status, updated_at, dt]
+    x: {{items: json, attrs: json}}
+  families: {{d: {{max_versions: {versions}}}, x: {{max_versions: {versions}}}}}
+dead_letter: {{topic: t{unique}.orders.dlq}}
+process: {{trigger: 1 second, max_offsets_per_trigger: {max_offsets}}}
+"""
+    path = tmp / f"t{unique}.yaml"
+    path.write_text(text)
+    return path
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``headwater <args>`` as a subprocess in its own session (so a fault kill takes only it)."""
+    return subprocess.run(
+        [sys.executable, "-m", "headwater.cli", *args], capture_output=True, text=True, check=False,
+        timeout=timeout, env={**os.environ, **(env or {})}, start_new_session=True,
+    )  # fmt: skip
+
+
+def expected_from_hive(spark: Any, table: str) -> tuple[dict[tuple[str, int], dict[str, Any]], dict[int, str]]:
+    """The oracle, in plain Python from the Hive rows: expected HBase rows and expected dead letters."""
+    rows = spark.sql(f"SELECT * FROM {table}").collect()
+    ids = [r.order_id for r in rows]
+    bad = malformed_ids(min(ids), max(ids) + 1) if ids else {}
+    expected: dict[tuple[str, int], dict[str, Any]] = {}
+    dlq: dict[int, str] = {}
+    for r in rows:
+        if r.order_id in bad:
+            dlq[r.order_id] = bad[r.order_id]
+            continue
+        if r.status == "test":
+            continue
+        amount = Decimal(r.amount)
+        ts = r.updated_at.replace(tzinfo=UTC) if r.updated_at.tzinfo is None else r.updated_at
+        expected[(r.customer_id, r.order_id)] = {
+            "d:amount": amount, "d:quantity": r.quantity, "d:total": amount * r.quantity, "d:status": r.status,
+            "d:updated_at": ts, "d:dt": r.dt,
+            "x:items": [{"sku": i.sku, "qty": i.qty} for i in r.items], "x:attrs": dict(r.attrs),
+            "_ts": int(ts.timestamp() * 1000),
+        }  # fmt: skip
+    return expected, dlq
+
+
+TYPES = {"d:amount": "decimal", "d:quantity": "int", "d:total": "decimal", "d:status": "string",
+         "d:updated_at": "timestamp", "d:dt": "string", "x:items": "json", "x:attrs": "json"}  # fmt: skip
+
+
+def hbase_cells(host: str, port: int, table: str) -> dict[bytes, dict[str, list[tuple[int, bytes]]]]:
+    """Every row of ``table`` with ALL versions of every cell (Thrift2 scan, maxVersions=5)."""
+    from headwater.sinks.thrift2 import Thrift2Client
+
+    out: dict[bytes, dict[str, list[tuple[int, bytes]]]] = {}
+    with Thrift2Client(host, port) as client:
+        for res in client.scan(table, client.t.TScan(maxVersions=5, caching=1000), batch=1000):
+            cells: dict[str, list[tuple[int, bytes]]] = {}
+            for cv in res.columnValues:
+                cells.setdefault(f"{cv.family.decode()}:{cv.qualifier.decode()}", []).append((cv.timestamp, cv.value))
+            out[res.row] = cells
+    return out
+
+
+def compare(expected: dict[tuple[str, int], dict[str, Any]], cells: dict[bytes, dict[str, list[tuple[int, bytes]]]]
+            ) -> dict[str, list[Any]]:  # fmt: skip
+    """Lost, phantom, duplicated (more than one version or wrong timestamp) and corrupt rows."""
+    from headwater.sinks.codec import decode_value
+    from headwater.sinks.rowkey import RowKeyTemplate
+
+    template = RowKeyTemplate.parse(ROW_KEY)
+    report: dict[str, list[Any]] = {"lost": [], "phantom": [], "dup": [], "corrupt": []}
+    seen = set()
+    for row, cols in cells.items():
+        k = template.decode(row)
+        key = (k["customer_id"], k["order_id"])
+        seen.add(key)
+        exp = expected.get(key)
+        if exp is None:
+            report["phantom"].append(key)
+            continue
+        for col, versions in cols.items():
+            if len(versions) != 1 or versions[0][0] != exp["_ts"]:
+                report["dup"].append((key, col, [v[0] for v in versions]))
+            value = decode_value(versions[0][1], TYPES[col])
+            if value != exp[col]:
+                report["corrupt"].append((key, col, value, exp[col]))
+        if set(cols) != set(TYPES):
+            report["corrupt"].append((key, "columns", sorted(cols)))
+    report["lost"] = sorted(set(expected) - seen)[:20]
+    return report
+
+
+def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of ``topic`` (all partitions, from the beginning)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "kit", "enable.auto.commit": False})
+    md = consumer.list_topics(topic, timeout=10).topics[topic]
+    ends = {}
+    for p in md.partitions:
+        ends[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.partitions])
+    out = []
+    remaining = {p for p, e in ends.items() if e > 0}
+    while remaining:
+        msg = consumer.poll(5.0)
+        if msg is None:
+            break
+        if msg.error():
+            continue
+        out.append(msg)
+        if msg.offset() >= ends[msg.partition()] - 1:
+            remaining.discard(msg.partition())
+    consumer.close()
+    return out
+
+
+def dead_letters(bootstrap: str, topic: str) -> dict[int, dict[str, Any]]:
+    """Dead-letter envelopes by the order_id inside their original value (deduplicated by source position)."""
+    by_position: dict[str, dict[str, Any]] = {}
+    for msg in read_topic(bootstrap, topic):
+        by_position[msg.key().decode()] = json.loads(msg.value())
+    out = {}
+    for env in by_position.values():
+        original = json.loads(base64.b64decode(env["value_b64"]))
+        out[original["order_id"]] = env
+    return out
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
