@@ -37,6 +37,10 @@ def _register() -> None:
             cli.add_command(cmd)
     except ImportError:  # pragma: no cover - during development of the pipeline commands
         pass
+    from headwater.cli import serve
+
+    for cmd in serve.COMMANDS:
+        cli.add_command(cmd)
 
 
 _register()
