@@ -89,6 +89,8 @@ class IngestStage:
             return None
         for event in inc.events:
             log.info("%s", event)
+        self.progress.set(state="producing", last=inc.description)
+        self.progress.flush()
         conn = self.spec.connections.kafka
         before = sum(kafka.end_offsets(conn, self.spec.topic.name).values())
         # Cached so that counting and producing read the source once (spills to disk when large).
@@ -116,6 +118,7 @@ class IngestStage:
         poll = parse_duration(getattr(self.spec.source, "poll", "5 seconds"))
         backoff = 1.0
         self.progress.set(state="running")
+        self.progress.flush()
         while not self.stop_event.is_set():
             try:
                 result = self.poll_once()
