@@ -61,6 +61,7 @@ class PipelineContext:
         from headwater.stack.spark import build_session
 
         c = self.spec.connections
+        check_metastore(c.hive.metastore_uri)
         warehouse = c.hive.warehouse_dir
         jars = os.environ.get("HEADWATER_SPARK_JARS")
         return build_session(
@@ -108,3 +109,23 @@ def reset_pipeline(spec: PipelineSpec, *, topics: bool = False, table: bool = Fa
                 client.delete_table(full)
                 done.append(f"table {full} deleted")
     return done
+
+
+def check_metastore(uri: str, timeout_ms: int = 10_000) -> None:
+    """Raise ServiceUnavailable naming ``uri`` unless a Hive metastore answers there.
+
+    Spark's own client retries for a long time and then fails with a stack trace; this says it in one line.
+    """
+    from urllib.parse import urlparse
+
+    from headwater.errors import ConfigError, ServiceUnavailable
+    from headwater.stack.metastore import list_databases
+
+    first = uri.split(",")[0]
+    parsed = urlparse(first)
+    if parsed.scheme != "thrift" or not parsed.hostname or not parsed.port:
+        raise ConfigError(f"connections.hive.metastore_uri: {uri!r} is not thrift://host:port")
+    try:
+        list_databases(parsed.hostname, parsed.port, timeout_ms=timeout_ms)
+    except Exception as exc:  # noqa: BLE001 - any failure means unreachable
+        raise ServiceUnavailable(f"Hive metastore not reachable at {first}: {type(exc).__name__}: {exc}") from None

@@ -45,7 +45,7 @@ def ensure_topic(
 ) -> bool:
     """Create ``name`` if missing. Returns True if it was created."""
     from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import NewTopic
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     client = admin(conn)
     try:
@@ -113,9 +113,10 @@ class PositionStore:
                 msg = consumer.poll(1.0)
                 if msg is None or msg.error():
                     continue
+                value = msg.value()
                 if msg.key() == key.encode():
-                    latest = None if msg.value() is None else json.loads(msg.value())
-                if msg.offset() >= high - 1:
+                    latest = None if value is None else json.loads(value)
+                if (msg.offset() or 0) >= high - 1:
                     return latest
             raise TransientError(f"reading positions from Kafka topic '{self.topic}' timed out")
         finally:

@@ -48,11 +48,12 @@ def schema() -> None:
 @click.command(name="plugins")
 def plugins_cmd() -> None:
     """List the registered sources, transforms and sinks."""
-    for kind in ("source", "transform", "sink"):
+    kinds: tuple[plugins.Kind, ...] = ("source", "transform", "sink")
+    for kind in kinds:
         click.echo(f"{kind}s:")
-        for name in plugins.names(kind):  # type: ignore[arg-type]
+        for name in plugins.names(kind):
             try:
-                cls = plugins.get(kind, name)  # type: ignore[arg-type]
+                cls = plugins.get(kind, name)
                 doc = (cls.__doc__ or "").strip().splitlines()[0]
             except HeadwaterError as exc:
                 doc = f"(unavailable: {exc})"

@@ -39,7 +39,7 @@ class Thrift2Client:
         self._client = make_client(
             self.t.THBaseService, host, port, timeout=timeout_ms,
             trans_factory=TFramedTransportFactory() if transport == "framed" else TBufferedTransportFactory(),
-            proto_factory=TCompactProtocolFactory() if protocol == "compact" else TBinaryProtocolFactory(),
+            proto_factory=TCompactProtocolFactory() if protocol == "compact" else TBinaryProtocolFactory(),  # type: ignore[no-untyped-call]
         )  # fmt: skip
 
     def __enter__(self) -> Thrift2Client:

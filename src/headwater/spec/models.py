@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 from headwater.sinks.base import SinkConfig
 from headwater.sources.base import SourceConfig
 from headwater.stack.config import StackConfig
+from headwater.streaming.expectations import Expectations
 from headwater.transforms.base import TransformConfig
 
 _TOPIC_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
@@ -250,6 +251,11 @@ class PipelineSpec(_Model):
     topic: TopicSpec = Field(description="Kafka topic carrying the source records.")
     transforms: list[SerializeAsAny[TransformConfig]] = Field(
         default_factory=list, description="Transforms applied in order, each selected by 'type'."
+    )
+    expectations: Expectations = Field(
+        default_factory=list,
+        description="Data-quality rules checked on every decoded record before the transforms; a failing "
+        "record is warned about, dropped, dead-lettered (default) or stops the stage, per rule.",
     )
     sink: SerializeAsAny[SinkConfig] = Field(description="Sink plugin config, selected by 'type'.")
     dead_letter: DeadLetterSpec = Field(description="Topic for records that cannot be processed.")

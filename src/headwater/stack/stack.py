@@ -150,7 +150,7 @@ def _port_owner(port: int) -> int | None:
     try:
         for conn in psutil.net_connections(kind="tcp"):
             if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
-                return conn.pid
+                return int(conn.pid) if conn.pid is not None else None
     except psutil.AccessDenied:
         return None
     return None

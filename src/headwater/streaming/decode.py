@@ -37,7 +37,7 @@ def decode(raw: DataFrame, schema: StructType, required: list[str]) -> DataFrame
         F.col("topic").alias("_hw_topic"), F.col("partition").alias("_hw_partition"),
         F.col("offset").alias("_hw_offset"), F.col("timestamp").alias("_hw_kafka_ts"),
         F.from_json(text, parse_schema, {"mode": "PERMISSIVE"}).alias("_parsed"),
-        F.from_json(text, MapType(StringType(), StringType()), {"mode": "PERMISSIVE"}).alias("_raw"),
+        F.from_json(text, MapType(StringType(), StringType()), {"mode": "PERMISSIVE"}).alias("_raw"),  # type: ignore[arg-type]
         (F.encode(text, "UTF-8") != F.col("value")).alias("_bad_utf8"),
     )  # fmt: skip
     typed_fields = [

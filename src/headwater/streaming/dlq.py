@@ -80,4 +80,4 @@ def rejected_envelopes(spark: Any, rejected: list[dict[str, Any]], pipeline: str
                    ("hw.pipeline", pipeline.encode())]  # fmt: skip
         rows.append((position, json.dumps(env), headers))
     schema = "key string, value string, headers array<struct<key:string,value:binary>>"
-    return spark.createDataFrame(rows, schema)  # type: ignore[no-any-return]
+    return spark.createDataFrame(rows, schema)
