@@ -160,7 +160,7 @@ def test_given_connections_are_used_unchanged() -> None:
           kafka:
             bootstrap_servers: k1:9092,k2:9092
             options: {security.protocol: SASL_SSL, enable.idempotence: true}
-          hbase: {host: thrift.prod, transport: framed, protocol: compact, namespace_prefix: prod_}
+          hbase: {host: thrift.prod, transport: framed, protocol: compact}
           spark:
             master: yarn
             conf: {spark.sql.shuffle.partitions: 8}

@@ -41,6 +41,10 @@ def _register() -> None:
 
     for cmd in serve.COMMANDS:
         cli.add_command(cmd)
+    from headwater.cli import dlq
+
+    for cmd in dlq.COMMANDS:
+        cli.add_command(cmd)
 
 
 _register()

@@ -11,12 +11,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from headwater import kafka
 from headwater.errors import HeadwaterError, TransientError
 from headwater.ingest.encode import to_records
 from headwater.observability.progress import ProgressFile
+from headwater.sources import drift
 from headwater.testing import fault_point
 from headwater.timeutil import parse_duration
 
@@ -84,9 +86,14 @@ class IngestStage:
 
         t0 = time.monotonic()
         position = self.positions.load(self.ctx.position_key)
+        schema, schema_fields = self._check_schema(position)  # raises SchemaDriftError: nothing produced
         inc = self.ctx.source.read(self.spark, position)
         if inc is None:
+            if position is not None and schema_fields and schema_fields["schema"] != position.get("schema"):
+                self.positions.commit(self.ctx.position_key, {**position, **schema_fields})  # record the change
             return None
+        if schema is not None and drift.schema_of(inc.df.schema) != schema:
+            raise TransientError("the source schema changed while reading; the increment is read again")
         for event in inc.events:
             log.info("%s", event)
         self.progress.set(state="producing", last=inc.description)
@@ -107,8 +114,36 @@ class IngestStage:
         produced = sum(kafka.end_offsets(conn, self.spec.topic.name).values()) - before
         fault_point("ingest.after_produce")
         # Only now, with every record acknowledged, does the position move.
-        self.positions.commit(self.ctx.position_key, {**inc.position, "committed_at": time.time()})
+        self.positions.commit(self.ctx.position_key, {**inc.position, **schema_fields, "committed_at": time.time()})
         return PollResult(rows, produced, inc.description, time.monotonic() - t0)
+
+    def _check_schema(self, position: dict[str, Any] | None) -> tuple[dict[str, str] | None, dict[str, Any]]:
+        """Compare the source schema with the one recorded in ``position``.
+
+        Returns the current schema (None when not checked: a finished snapshot) and the position
+        fields to commit with the next position (``schema``, ``schema_changes``).
+
+        Raises:
+            SchemaDriftError: an incompatible change of a column the pipeline uses.
+        """
+        if position is not None and position.get("done"):
+            return None, {}
+        struct = self.ctx.source.schema(self.spark)
+        current = drift.schema_of(struct)
+        changes = list((position or {}).get("schema_changes") or [])
+        recorded = (position or {}).get("schema")
+        if isinstance(recorded, dict) and recorded != current:
+            diff = drift.compare(recorded, current, drift.used_columns(self.spec), drift.required_columns(struct))
+            source = getattr(self.spec.source, "table", self.spec.source.type)
+            if not diff.compatible:
+                self.progress.set(state="failed", last_error="incompatible source schema change")
+                self.progress.flush()
+                raise drift.SchemaDriftError(source, diff)
+            if diff:
+                log.warning("source schema of %s changed (compatible, ingest goes on):\n%s", source, diff.table())
+                changes.append(diff.record(datetime.now(UTC).isoformat(timespec="seconds")))
+                self.progress.add(schema_changes=1)
+        return current, {"schema": current, "schema_changes": changes}
 
     def run(self, until_drained: bool = False) -> dict[str, Any]:
         """Poll until stopped (or, with ``until_drained``, until a poll finds nothing new)."""
@@ -130,7 +165,7 @@ class IngestStage:
                 continue
             except HeadwaterError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - Spark/Py4J errors: retried if infrastructure
+            except Exception as exc:  # Spark/Py4J errors: retried if infrastructure
                 if not _is_transient(exc):
                     raise
                 self._retry_later(_short(exc), backoff)

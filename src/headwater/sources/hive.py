@@ -50,7 +50,7 @@ class HiveSource(Source):
     config: HiveSourceConfig
 
     def check(self, spark: SparkSession) -> None:
-        db, _, name = self.config.table.partition(".")
+        db, _, _name = self.config.table.partition(".")
         if not spark.catalog.databaseExists(db):
             raise NotFoundError(f"source.table: Hive database '{db}' not found in the metastore")
         if not spark.catalog.tableExists(self.config.table):
@@ -64,8 +64,19 @@ class HiveSource(Source):
                 f"columns: {', '.join(spark.table(self.config.table).columns)}"
             )
 
+    def refresh(self, spark: SparkSession) -> None:
+        """Forget Spark's cached metadata and file listing of the table.
+
+        Another process (a Hive job, an ``ALTER TABLE``) may have changed the table since this
+        session last looked; without a refresh a long-running ingest would read a stale schema and
+        miss new files.
+        """
+        spark.catalog.refreshTable(self.config.table)
+
     def schema(self, spark: SparkSession) -> StructType:
+        """The table's current schema (refreshed from the metastore)."""
         self.check(spark)
+        self.refresh(spark)
         return spark.table(self.config.table).schema
 
     def _table(self, spark: SparkSession) -> DataFrame:
@@ -86,6 +97,7 @@ class HiveSource(Source):
 
     def read(self, spark: SparkSession, position: dict[str, Any] | None) -> Increment | None:
         self.check(spark)
+        self.refresh(spark)
         c = self.config
         table = self._table(spark)
         if c.mode == "snapshot":
@@ -100,7 +112,9 @@ class HiveSource(Source):
         new_position = {"watermark": hi, "partitions": parts}
         if position is None:
             df = table.where(bound) if bound else table
-            return Increment(df, new_position, f"initial read of {c.table} (watermark <= {hi}, {len(parts)} partitions)")
+            return Increment(
+                df, new_position, f"initial read of {c.table} (watermark <= {hi}, {len(parts)} partitions)"
+            )
 
         last = position.get("watermark")
         known = set(position.get("partitions") or [])

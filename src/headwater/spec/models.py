@@ -99,11 +99,6 @@ class HBaseConnection(_Model):
     protocol: Literal["binary", "compact"] = Field(
         default="binary", description="Thrift protocol; must match the server's setting."
     )
-    namespace_prefix: str = Field(
-        default="",
-        pattern=r"^[A-Za-z0-9_]*$",
-        description="Prefix added to every HBase namespace this pipeline uses (e.g. per environment).",
-    )
 
 
 class HiveConnection(_Model):

@@ -102,9 +102,7 @@ class Expectation(BaseModel):
     def _exactly_one_rule(self) -> Expectation:
         given = [rule for rule in _RULES if getattr(self, rule) is not None]
         if len(given) != 1:
-            raise ValueError(
-                f"give exactly one of {', '.join(_RULES)}; got {', '.join(given) if given else 'none'}"
-            )
+            raise ValueError(f"give exactly one of {', '.join(_RULES)}; got {', '.join(given) if given else 'none'}")
         return self
 
     @property
@@ -156,9 +154,7 @@ class ExpectationFailed(DataError):
     """A record failed an expectation whose action is ``fail``: the stage stops."""
 
     def __init__(self, name: str, failed: int, example: str) -> None:
-        super().__init__(
-            REASON, f"expectation '{name}' (action fail) failed for {failed} record(s), e.g. {example}"
-        )
+        super().__init__(REASON, f"expectation '{name}' (action fail) failed for {failed} record(s), e.g. {example}")
         self.name = name
         self.failed = failed
         self.example = example
@@ -193,9 +189,7 @@ def validate_expectations(expectations: list[Expectation], records: DataFrame) -
         try:
             jvm.java.util.regex.Pattern.compile(e.regex.pattern)
         except Exception as exc:  # PatternSyntaxException via Py4J
-            raise ConfigError(
-                f"expectations[{i}] ({e.name}).regex: invalid pattern: {_first_line(exc)}"
-            ) from None
+            raise ConfigError(f"expectations[{i}] ({e.name}).regex: invalid pattern: {_first_line(exc)}") from None
 
 
 def _violation(e: Expectation) -> Column:
