@@ -229,6 +229,7 @@ VALID_TOP = ", ".join(
         "connections",
         "dead_letter",
         "description",
+        "expectations",
         "name",
         "process",
         "schema",
