@@ -22,6 +22,8 @@ _DEFAULTS = {
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
     "spark.ui.showConsoleProgress": "false",
+    # Spark 4 wraps base64() output in MIME lines by default; dead-letter envelopes want one line.
+    "spark.sql.chunkBase64String.enabled": "false",
 }
 
 
