@@ -29,6 +29,10 @@ _BUILTINS: dict[Kind, dict[str, str]] = {
         "sql": "headwater.transforms.sql:SqlTransform",
         "select": "headwater.transforms.select:SelectTransform",
         "filter": "headwater.transforms.filter:FilterTransform",
+        "dedupe": "headwater.transforms.dedupe:DedupeTransform",
+        "window": "headwater.transforms.window:WindowTransform",
+        "enrich": "headwater.transforms.enrich:EnrichTransform",
+        "python": "headwater.transforms.python:PythonTransform",
     },
     "sink": {
         "hbase": "headwater.sinks.hbase:HBaseSink",

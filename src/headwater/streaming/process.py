@@ -6,10 +6,22 @@ Every micro-batch (``foreachBatch``):
 3. writes the bad ones (and any the sink rejected) to the dead-letter topic;
 4. only then does Spark commit the batch. A crash anywhere replays the whole batch with the same
    offsets; the idempotent sink and the position-keyed dead letters absorb the replay.
+
+Rows a transform marks with ``_hw_error`` (``python`` failures) are split off and dead-lettered.
+
+Stateful mode (a transform with ``stateful = True``): state lives in the query, so the stage runs two
+queries in one SparkSession. ``<checkpoint>/main``: Kafka -> decode -> transforms on the streaming
+DataFrame -> ``foreachBatch`` that only writes to the sink (output mode ``update`` with a window,
+else ``append``). ``<checkpoint>/dlq`` (side query): Kafka -> decode -> ``foreachBatch`` that
+dead-letters decode failures and replays the stateless transforms before the first window (or last
+stateful transform) to dead-letter their ``_hw_error`` rows (the main query drops them before its
+state) and to find the window's late rows against the main query's per-batch watermarks
+(:class:`headwater.transforms.window.BatchWatermarks`; it waits for the main query to plan them).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -23,6 +35,7 @@ from headwater.observability.progress import LatencyHistogram, ProgressFile
 from headwater.streaming import decode as dec
 from headwater.streaming import dlq
 from headwater.testing import fault_point
+from headwater.transforms.python import dead_letter_rows, split_errors
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -47,6 +60,12 @@ class ProcessStage:
         self.schema: StructType | None = None
         self.required: list[str] = []
         self._lock = threading.Lock()
+        # Stateful mode: queries, transforms the side query replays, its window, where error rows stop.
+        self.side_query: StreamingQuery | None = None
+        self._main: StreamingQuery | None = None
+        self._replay: list[Any] | None = None
+        self._window: Any = None
+        self._cut = 0
 
     @property
     def spark(self) -> SparkSession:
@@ -63,7 +82,7 @@ class ProcessStage:
             self.spark  # noqa: B018 - fromDDL needs a live session
             try:
                 return StructType.fromDDL(ddl)
-            except Exception as exc:  # noqa: BLE001 - Spark's parse error, made readable
+            except Exception as exc:
                 raise ConfigError(f"schema: cannot parse as Spark SQL types ({ddl}): {exc}") from None
         return self.ctx.source.schema(self.spark)
 
@@ -82,7 +101,9 @@ class ProcessStage:
         d = self.spec.dead_letter
         kafka.ensure_topic(conn, d.topic, d.partitions, getattr(d, "replication", 1))
         self.schema = self.record_schema()
-        row_key_fields = RowKeyTemplate.parse(self.spec.sink.row_key).fields if hasattr(self.spec.sink, "row_key") else []
+        row_key_fields = (
+            RowKeyTemplate.parse(self.spec.sink.row_key).fields if hasattr(self.spec.sink, "row_key") else []
+        )
         self.required = list(dict.fromkeys([*self.spec.topic.key, *row_key_fields]))
         # Dry run: transforms over an empty frame must yield what the sink needs (fails before any data).
         empty = self.spark.createDataFrame([], self.schema)
@@ -92,14 +113,23 @@ class ProcessStage:
 
             empty = empty.withColumn(meta, F.lit(None).cast(typ))
         out = self._transform(empty)
+        if self.stateful:
+            self._plan_stateful(empty)
         if hasattr(self.ctx.sink, "describe"):
             self.ctx.sink.describe(out.schema)
         self.ctx.sink.prepare()
 
-    def _transform(self, df: DataFrame) -> DataFrame:
+    def _transform(self, df: DataFrame, errors: list[DataFrame] | None = None,
+                   cached: list[DataFrame] | None = None) -> DataFrame:  # fmt: skip
+        """Apply the transforms; rows one marks with ``_hw_error`` go to ``errors`` (dropped if None)."""
         for t in self.ctx.transforms:
-            df = t.apply(df)
+            df = split_errors(t.apply(df), errors, cached)
         return df
+
+    @property
+    def stateful(self) -> bool:
+        """Whether a transform keeps state (then the stage runs in stateful mode)."""
+        return any(getattr(t, "stateful", False) for t in self.ctx.transforms)
 
     # --- one micro-batch ------------------------------------------------------------------------
     def process_batch(self, batch: DataFrame, batch_id: int) -> None:
@@ -115,17 +145,19 @@ class ProcessStage:
             rows_in = sum(r["count"] for r in stats)
             bad = sum(r["count"] for r in stats if not r["ok"])
             result: dict[str, Any] = {"rows": 0, "written": 0, "deduped": 0, "rejected": []}
+            errors: list[DataFrame] = []
+            cached: list[DataFrame] = []
             if rows_in - bad > 0:
-                result = self.ctx.sink.write(self._transform(dec.good_records(decoded, self.schema)))
+                result = self.ctx.sink.write(self._transform(dec.good_records(decoded, self.schema), errors, cached))
             written_at = time.time()
             if bad:
                 dlq.write(dlq.envelopes(dec.bad_records(decoded), self.spec.name, "decode"),
                           self.spec.connections.kafka, self.spec.dead_letter.topic)  # fmt: skip
-            rejected = result.get("rejected", [])
-            if rejected:
-                env = dlq.rejected_envelopes(self.spark, rejected, self.spec.name, self.spec.topic.name)
-                dlq.write(env, self.spec.connections.kafka, self.spec.dead_letter.topic)
+            failed = self._dead_letter(errors, decoded, "transform")
+            rejected = self._send_rejected(result)
         finally:
+            for df in cached:
+                df.unpersist()
             decoded.unpersist()
         fault_point("process.after_sink")
         with self._lock:
@@ -134,18 +166,25 @@ class ProcessStage:
                     self.latency.record(written_at * 1000 - r["b"] * 10 - 5, r["count"])
             self.progress.add(
                 batches=1, rows_in=rows_in, rows_written=result.get("written", 0),
-                rows_deduped=result.get("deduped", 0), dead_lettered=bad + len(rejected),
-                filtered=max(0, rows_in - bad - result.get("rows", 0)), write_calls=result.get("calls", 0),
+                rows_deduped=result.get("deduped", 0), dead_lettered=bad + failed + rejected,
+                filtered=max(0, rows_in - bad - failed - result.get("rows", 0)), write_calls=result.get("calls", 0),
                 write_retries=result.get("retries", 0), busy_seconds=time.time() - t0,
             )  # fmt: skip
             self.progress.set(last_batch=batch_id, latency_ms=self.latency.to_list(),
                               p50_ms=self.latency.percentile(0.5), p99_ms=self.latency.percentile(0.99))  # fmt: skip
             self.progress.flush()
         log.info("batch %d: %d in, %d written, %d dead-lettered in %.2fs", batch_id, rows_in,
-                 result.get("written", 0), bad + len(rejected), time.time() - t0)  # fmt: skip
+                 result.get("written", 0), bad + failed + rejected, time.time() - t0)  # fmt: skip
 
     # --- the query ------------------------------------------------------------------------------
     def start(self, available_now: bool = False) -> StreamingQuery:
+        if self.stateful:
+            return self._start_stateful(available_now)
+        return self._trigger(self._kafka_stream().writeStream.foreachBatch(self.process_batch)
+                             .option("checkpointLocation", self.ctx.checkpoint)
+                             .queryName(f"headwater_{self.spec.name}"), available_now).start()  # fmt: skip
+
+    def _kafka_stream(self) -> DataFrame:
         p = self.spec.process
         reader = (
             self.spark.readStream.format("kafka").options(**kafka.spark_options(self.spec.connections.kafka))
@@ -154,10 +193,14 @@ class ProcessStage:
         )  # fmt: skip
         if p.max_offsets_per_trigger:
             reader = reader.option("maxOffsetsPerTrigger", str(p.max_offsets_per_trigger))
-        writer = reader.load().writeStream.foreachBatch(self.process_batch)
-        writer = writer.option("checkpointLocation", self.ctx.checkpoint).queryName(f"headwater_{self.spec.name}")
-        writer = writer.trigger(availableNow=True) if available_now else writer.trigger(processingTime=p.trigger)
-        return writer.start()
+        return reader.load()
+
+    def _trigger(self, writer: Any, available_now: bool) -> Any:
+        return (
+            writer.trigger(availableNow=True)
+            if available_now
+            else writer.trigger(processingTime=self.spec.process.trigger)
+        )
 
     def lag(self, query: StreamingQuery) -> tuple[int, dict[int, int]]:
         """(total lag, end offsets) of the topic against what the query has committed."""
@@ -173,23 +216,163 @@ class ProcessStage:
         query = self.start()
         self.progress.set(state="running", query_id=str(query.id), checkpoint=self.ctx.checkpoint)
         self.progress.flush()
+        queries = [q for q in (query, self.side_query) if q is not None]
         try:
             while not self.stop_event.wait(1.0):
-                if not query.isActive:
-                    exc = query.exception()
-                    raise RuntimeError(f"streaming query stopped: {exc}")
-                lag, _ = self.lag(query)
+                for q in queries:
+                    if not q.isActive:
+                        exc = q.exception()
+                        raise RuntimeError(f"streaming query {q.name} stopped: {exc}")
+                lag = max(self.lag(q)[0] for q in queries)
                 with self._lock:
                     self.progress.set(lag=lag, input_rate=_rate(query))
                     self.progress.flush()
                 if until_drained and lag == 0 and (upstream_done is None or upstream_done()):
-                    if not query.status["isTriggerActive"] and self.lag(query)[0] == 0:
+                    busy = any(q.status["isTriggerActive"] for q in queries)
+                    if not busy and max(self.lag(q)[0] for q in queries) == 0:
                         break
         finally:
-            query.stop()
+            if self.side_query is not None:
+                self.stop_event.set()  # a side batch waiting for the main query gives up
+            for q in reversed(queries):
+                q.stop()
         self.progress.set(state="drained" if until_drained else "stopped")
         self.progress.flush()
         return dict(self.progress.data)
+
+    # --- dead letters -----------------------------------------------------------------------------
+    def _dead_letter(self, frames: list[DataFrame], decoded: DataFrame | None, stage: str) -> int:
+        """Send rows marked with ``_hw_error`` to the dead-letter topic; returns how many were sent."""
+        if not frames:
+            return 0
+        rows = functools.reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+        env = dlq.envelopes(dead_letter_rows(rows, decoded), self.spec.name, stage).persist()
+        try:
+            n = env.count()
+            if n:
+                dlq.write(env, self.spec.connections.kafka, self.spec.dead_letter.topic)
+        finally:
+            env.unpersist()
+        return n
+
+    def _send_rejected(self, result: dict[str, Any]) -> int:
+        """Dead-letter the records the sink rejected; returns how many."""
+        rejected = result.get("rejected", [])
+        if rejected:
+            env = dlq.rejected_envelopes(self.spark, rejected, self.spec.name, self.spec.topic.name)
+            dlq.write(env, self.spec.connections.kafka, self.spec.dead_letter.topic)
+        return len(rejected)
+
+    # --- stateful mode ----------------------------------------------------------------------------
+    def _plan_stateful(self, empty: DataFrame) -> None:
+        """The side query's transforms (own instances: its enrich refreshes spare the main's copy) and window."""
+        ts = self.ctx.transforms
+        windows = [i for i, t in enumerate(ts) if hasattr(t, "late_condition")]
+        self._cut = windows[0] if windows else max(i for i, t in enumerate(ts) if getattr(t, "stateful", False))
+        self._window = ts[self._cut] if windows else None
+        replay = [type(t)(t.config) for t in ts[: self._cut] if not getattr(t, "stateful", False)]
+        needed = self._window is not None or any(getattr(t, "marks_errors", False) for t in replay)
+        self._replay = replay if needed else None
+        out = functools.reduce(lambda df, t: split_errors(t.apply(df), None, None), self._replay or [], empty)
+        lost = [c for c in ("_hw_partition", "_hw_offset") if c not in out.columns]
+        if self._window is not None and lost:
+            raise ConfigError(f"transforms: the window's late-data check needs {lost} in the records reaching it; "
+                              "keep them in the transforms before the window (select columns / SELECT *)")  # fmt: skip
+
+    def _start_stateful(self, available_now: bool) -> StreamingQuery:
+        from pyspark.sql import functions as F
+
+        from headwater.transforms.window import BatchWatermarks
+
+        assert self.schema is not None
+        base = self.ctx.checkpoint.rstrip("/")
+        self.watermarks = BatchWatermarks(self.spark, f"{base}/main", self.spec.topic.name)
+        df = dec.good_records(dec.decode(self._kafka_stream(), self.schema, self.required), self.schema)
+        for i, t in enumerate(self.ctx.transforms):
+            df = t.apply(df)
+            if dec.ERROR in df.columns and i < self._cut:  # the side query dead-letters these
+                df = df.where(F.col(dec.ERROR).isNull()).drop(dec.ERROR, dec.ERROR_DETAIL)
+        main = (df.writeStream.foreachBatch(self.write_batch).outputMode("update" if self._window else "append")
+                .option("checkpointLocation", f"{base}/main").queryName(f"headwater_{self.spec.name}"))  # fmt: skip
+        side = (self._kafka_stream().writeStream.foreachBatch(self.process_side_batch)
+                .option("checkpointLocation", f"{base}/dlq").queryName(f"headwater_{self.spec.name}_dlq"))  # fmt: skip
+        self._main = self._trigger(main, available_now).start()
+        self.side_query = self._trigger(side, available_now).start()
+        return self._main
+
+    def write_batch(self, df: DataFrame, batch_id: int) -> None:
+        """Main query of stateful mode: one micro-batch of transformed rows -> the sink."""
+
+        t0 = time.time()
+        errors: list[DataFrame] = []
+        cached: list[DataFrame] = []
+        try:  # rows marked by a transform after the stateful ones: dead-lettered as they are
+            df = split_errors(df, errors, cached)
+            failed = self._dead_letter(errors, None, "transform")
+            result = self.ctx.sink.write(df)
+            rejected = self._send_rejected(result)
+        finally:
+            for c in cached:
+                c.unpersist()
+        fault_point("process.after_sink")
+        with self._lock:
+            self.progress.add(
+                batches=1, rows_written=result.get("written", 0), rows_deduped=result.get("deduped", 0),
+                dead_lettered=failed + rejected, write_calls=result.get("calls", 0),
+                write_retries=result.get("retries", 0), busy_seconds=time.time() - t0,
+            )  # fmt: skip
+            self.progress.set(last_batch=batch_id)
+            self.progress.flush()
+        log.info("batch %d: %d written in %.2fs", batch_id, result.get("written", 0), time.time() - t0)
+
+    def process_side_batch(self, batch: DataFrame, batch_id: int) -> None:
+        """Side query of stateful mode: decode failures, transform failures and late rows -> dead letters."""
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        assert self.schema is not None
+        t0 = time.time()
+        decoded = dec.decode(batch, self.schema, self.required).persist(StorageLevel.MEMORY_AND_DISK)
+        cached: list[DataFrame] = [decoded]
+        failed = late = 0
+        try:
+            stats = decoded.groupBy(F.col(dec.ERROR).isNull().alias("ok")).count().collect()
+            rows_in = sum(r["count"] for r in stats)
+            bad = sum(r["count"] for r in stats if not r["ok"])
+            if bad:
+                dlq.write(dlq.envelopes(dec.bad_records(decoded), self.spec.name, "decode"),
+                          self.spec.connections.kafka, self.spec.dead_letter.topic)  # fmt: skip
+            if self._replay is not None and rows_in > bad:
+                errors: list[DataFrame] = []
+                df = dec.good_records(decoded, self.schema)
+                for t in self._replay:
+                    df = split_errors(t.apply(df), errors, cached)
+                failed = self._dead_letter(errors, decoded, "transform")
+                if self._window is not None:
+                    late = self._late_rows(df, decoded, cached)
+        finally:
+            for c in cached:
+                c.unpersist()
+        late_dl = late if self._window is not None and self._window.config.late == "dead_letter" else 0
+        with self._lock:
+            self.progress.add(side_batches=1, rows_in=rows_in, dead_lettered=bad + failed + late_dl,
+                              late_rows=late, busy_seconds=time.time() - t0)  # fmt: skip
+            self.progress.flush()
+        log.info("side batch %d: %d in, %d bad, %d failed, %d late", batch_id, rows_in, bad, failed, late)
+
+    def _late_rows(self, df: DataFrame, decoded: DataFrame, cached: list[DataFrame]) -> int:
+        """Count the rows the main query drops as late (and dead-letter them if the window says so)."""
+        from pyspark.sql import functions as F
+
+        last = {r[0]: r[1] for r in decoded.groupBy("_hw_partition").agg(F.max("_hw_offset")).collect()}
+        main = self._main
+        self.watermarks.wait(last, lambda: not self.stop_event.is_set() and main is not None and main.isActive)
+        late = self.watermarks.mark_late(df, self._window).persist()
+        cached.append(late)
+        n = late.count()
+        if n and self._window.config.late == "dead_letter":
+            self._dead_letter([late], decoded, "window")
+        return n
 
 
 def committed_offsets(query: StreamingQuery, topic: str) -> dict[int, int]:
