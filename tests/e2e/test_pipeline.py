@@ -83,3 +83,37 @@ def test_kill_ingest_between_produce_and_commit(stack, spark, unique, tmp_path) 
     out = run_cli("run", str(path), "--stage", "process", "--until-drained")
     assert out.returncode == 0, out.stderr[-3000:]
     _check(stack, spark, spec)  # every cell exactly one version: the duplicates collapsed
+
+
+def test_hbase_thrift_outage_is_retried_not_dead_lettered(stack, spark, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+    import time
+
+    from headwater.context import PipelineContext
+    from headwater.observability.progress import read_progress
+    from headwater.stack import supervisor
+
+    path = write_spec(tmp_path, unique, max_offsets=1500)
+    spec = load_spec(path)
+    create_orders(spark, spec.source.table, 9_000)
+    assert run_cli("run", str(path), "--stage", "ingest", "--until-drained").returncode == 0
+    progress = PipelineContext(spec).progress_path("process")
+    proc = subprocess.Popen([sys.executable, "-m", "headwater.cli", "run", str(path), "--stage", "process",
+                             "--until-drained"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:  # wait for the first written batch, then take Thrift2 away
+        data = read_progress(progress) or {}
+        if data.get("counters", {}).get("rows_written", 0) > 0:
+            break
+        time.sleep(0.5)
+    thrift2 = supervisor.find(stack.config.root, "hbase-thrift2")
+    assert thrift2 is not None
+    thrift2.kill()
+    time.sleep(15)  # the outage: the writer keeps retrying with backoff meanwhile
+    stack.up()  # brings Thrift2 back (only the missing service is started)
+    out, err = proc.communicate(timeout=400)
+    assert proc.returncode == 0, err[-3000:]
+    counters = (read_progress(progress) or {})["counters"]
+    assert counters["write_retries"] + counters.get("query_restarts", 0) > 0
+    _check(stack, spark, spec)  # nothing lost, nothing duplicated, and the dead-letter topic has only malformed ids

@@ -34,6 +34,12 @@ from headwater.errors import ConfigError, NotFoundError
 from headwater.observability.progress import LatencyHistogram, ProgressFile
 from headwater.streaming import decode as dec
 from headwater.streaming import dlq
+from headwater.streaming.expectations import (
+    apply_expectations,
+    count_expectations,
+    progress_counters,
+    validate_expectations,
+)
 from headwater.testing import fault_point
 from headwater.transforms.python import dead_letter_rows, split_errors
 
@@ -112,6 +118,7 @@ class ProcessStage:
             from pyspark.sql import functions as F
 
             empty = empty.withColumn(meta, F.lit(None).cast(typ))
+        validate_expectations(self.spec.expectations, empty)
         out = self._transform(empty)
         if self.stateful:
             self._plan_stateful(empty)
@@ -138,8 +145,10 @@ class ProcessStage:
 
         assert self.schema is not None
         t0 = time.time()
-        decoded = dec.decode(batch, self.schema, self.required).persist(StorageLevel.MEMORY_AND_DISK)
+        raw = dec.decode(batch, self.schema, self.required).persist(StorageLevel.MEMORY_AND_DISK)
         try:
+            exp_counts = count_expectations(raw, self.spec.expectations)
+            decoded = apply_expectations(raw, self.spec.expectations, exp_counts)
             bucket = (F.col("_hw_kafka_ts").cast("double") * 100).cast("long")
             stats = decoded.groupBy(F.col(dec.ERROR).isNull().alias("ok"), bucket.alias("b")).count().collect()
             rows_in = sum(r["count"] for r in stats)
@@ -158,7 +167,7 @@ class ProcessStage:
         finally:
             for df in cached:
                 df.unpersist()
-            decoded.unpersist()
+            raw.unpersist()
         fault_point("process.after_sink")
         with self._lock:
             for r in stats:
@@ -170,6 +179,7 @@ class ProcessStage:
                 filtered=max(0, rows_in - bad - failed - result.get("rows", 0)), write_calls=result.get("calls", 0),
                 write_retries=result.get("retries", 0), busy_seconds=time.time() - t0,
             )  # fmt: skip
+            self.progress.add(**progress_counters(exp_counts))
             self.progress.set(last_batch=batch_id, latency_ms=self.latency.to_list(),
                               p50_ms=self.latency.percentile(0.5), p99_ms=self.latency.percentile(0.99))  # fmt: skip
             self.progress.flush()
@@ -213,6 +223,25 @@ class ProcessStage:
         self.progress.set(state="preparing")
         self.progress.flush()
         self.prepare()
+        backoff = 2.0
+        while True:
+            try:
+                return self._run_queries(until_drained, upstream_done)
+            except QueryFailed as exc:
+                if not _is_transient(str(exc)) or self.stop_event.is_set():
+                    raise
+                # Infrastructure trouble (HBase or Kafka away longer than the writer's retries): restart
+                # from the checkpoint after a pause; the failed batch is replayed, nothing is lost.
+                log.warning("query failed with a transient error; restarting in %.0fs: %s", backoff, str(exc)[:300])
+                with self._lock:
+                    self.progress.add(query_restarts=1)
+                    self.progress.set(state="retrying", last_error=str(exc)[:300])
+                    self.progress.flush()
+                if self.stop_event.wait(backoff):
+                    raise
+                backoff = min(backoff * 2, 60.0)
+
+    def _run_queries(self, until_drained: bool, upstream_done: Callable[[], bool] | None) -> dict[str, Any]:
         query = self.start()
         self.progress.set(state="running", query_id=str(query.id), checkpoint=self.ctx.checkpoint)
         self.progress.flush()
@@ -222,7 +251,7 @@ class ProcessStage:
                 for q in queries:
                     if not q.isActive:
                         exc = q.exception()
-                        raise RuntimeError(f"streaming query {q.name} stopped: {exc}")
+                        raise QueryFailed(f"streaming query {q.name} stopped: {exc}")
                 lag = max(self.lag(q)[0] for q in queries)
                 with self._lock:
                     self.progress.set(lag=lag, input_rate=_rate(query))
@@ -373,6 +402,20 @@ class ProcessStage:
         if n and self._window.config.late == "dead_letter":
             self._dead_letter([late], decoded, "window")
         return n
+
+
+class QueryFailed(RuntimeError):
+    """A streaming query of the stage terminated with an error."""
+
+
+_TRANSIENT = (
+    "TTransportException", "ConnectionRefusedError", "Connection refused", "TimeoutException", "timed out",
+    "NetworkException", "TIOError", "ServiceUnavailable", "NotLeaderOrFollower", "BrokenPipeError",
+)  # fmt: skip
+
+
+def _is_transient(message: str) -> bool:
+    return any(marker in message for marker in _TRANSIENT)
 
 
 def committed_offsets(query: StreamingQuery, topic: str) -> dict[int, int]:
