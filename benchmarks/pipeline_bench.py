@@ -16,6 +16,7 @@ Uses the local stack (started if needed) and its own database/topics/tables (`be
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -59,10 +60,8 @@ def cpu_seconds(pid: int) -> float:
     p = psutil.Process(pid)
     total = sum(p.cpu_times()[:2])
     for c in p.children(recursive=True):
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             total += sum(c.cpu_times()[:2])
-        except psutil.NoSuchProcess:
-            pass
     return total
 
 
@@ -169,10 +168,8 @@ def main() -> None:
                              "--until-drained"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     peak_cpu = 0.0
     while proc.poll() is None:
-        try:
+        with contextlib.suppress(Exception):
             peak_cpu = cpu_seconds(proc.pid)
-        except Exception:  # noqa: BLE001
-            pass
         time.sleep(0.5)
     wall = time.perf_counter() - t0
     prog = read_progress(ctx.progress_path("process")) or {}

@@ -86,8 +86,10 @@ def main() -> int:
         template = RowKeyTemplate.parse(spec.sink.row_key)  # type: ignore[attr-defined]
         dead = malformed_ids(start_id, start_id + new_rows)
         expected = {template.encode(r.asDict()) for r in new if r["order_id"] not in dead}
-        print(f"  partition dt={new[0]['dt']} inserted in {inserted:.1f}s; waiting for {len(expected):,} rows in HBase "
-              f"({len(dead)} malformed go to the dead-letter topic)")
+        print(
+            f"  partition dt={new[0]['dt']} inserted in {inserted:.1f}s; waiting for {len(expected):,} rows in HBase "
+            f"({len(dead)} malformed go to the dead-letter topic)"
+        )
         h = spec.connections.hbase
         t_seen = time.monotonic()
         found: set[bytes] = set()
@@ -96,14 +98,16 @@ def main() -> int:
             while time.monotonic() - t_seen < 180 and len(found) < len(expected):
                 missing = [k for k in expected if k not in found]
                 for i in range(0, len(missing), 500):
-                    got = client.get_multiple(spec.sink.full_table, [t.TGet(row=k) for k in missing[i:i + 500]])  # type: ignore[attr-defined]
+                    got = client.get_multiple(spec.sink.full_table, [t.TGet(row=k) for k in missing[i : i + 500]])  # type: ignore[attr-defined]
                     found.update(r.row for r in got if r.row)
                 print(f"  {len(found):,}/{len(expected):,} new rows in HBase after {time.monotonic() - t_insert:.1f}s",
                       flush=True)  # fmt: skip
                 if len(found) < len(expected):
                     time.sleep(1)
         ok = len(found) == len(expected)
-        print(f"  {'all' if ok else 'NOT all'} new rows arrived {time.monotonic() - t_insert:.1f}s after the insert began")
+        print(
+            f"  {'all' if ok else 'NOT all'} new rows arrived {time.monotonic() - t_insert:.1f}s after the insert began"
+        )
     finally:
         live.send_signal(signal.SIGINT)
         live.wait(timeout=120)

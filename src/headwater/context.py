@@ -127,5 +127,5 @@ def check_metastore(uri: str, timeout_ms: int = 10_000) -> None:
         raise ConfigError(f"connections.hive.metastore_uri: {uri!r} is not thrift://host:port")
     try:
         list_databases(parsed.hostname, parsed.port, timeout_ms=timeout_ms)
-    except Exception as exc:  # noqa: BLE001 - any failure means unreachable
+    except Exception as exc:
         raise ServiceUnavailable(f"Hive metastore not reachable at {first}: {type(exc).__name__}: {exc}") from None

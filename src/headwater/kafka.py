@@ -129,7 +129,11 @@ class PositionStore:
         producer = Producer(client_config(self.conn, **{"enable.idempotence": True, "acks": "all"}))
         errors: list[str] = []
         payload = None if value is None else json.dumps(value, sort_keys=True).encode()
-        producer.produce(self.topic, key=key.encode(), value=payload,
-                         on_delivery=lambda err, _msg: errors.append(str(err)) if err else None)
+        producer.produce(
+            self.topic,
+            key=key.encode(),
+            value=payload,
+            on_delivery=lambda err, _msg: errors.append(str(err)) if err else None,
+        )
         if producer.flush(30) != 0 or errors:
             raise TransientError(f"committing position '{key}' to Kafka topic '{self.topic}' failed: {errors}")

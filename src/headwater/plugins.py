@@ -62,8 +62,7 @@ def _load_target(target: str, kind: Kind, name: str) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise PluginError(
-            f"{kind} plugin '{name}' could not be imported ({target}): {exc}. "
-            "Install the package that provides it."
+            f"{kind} plugin '{name}' could not be imported ({target}): {exc}. Install the package that provides it."
         ) from exc
     return getattr(module, attr)
 

@@ -10,6 +10,7 @@ environment names that point, the process kills itself and its JVM with SIGKILL,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 
@@ -31,8 +32,6 @@ def fault_point(name: str) -> None:
 
     me = psutil.Process()
     for child in me.children(recursive=True):
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             child.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
     os.kill(os.getpid(), signal.SIGKILL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from kit import run_cli, write_spec
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +37,11 @@ def test_missing_hive_table_is_one_line(stack, unique, tmp_path) -> None:  # typ
     ("override", "stage", "message"),
     [
         ("kafka: {bootstrap_servers: '127.0.0.1:1'}", "ingest", "Kafka not reachable at 127.0.0.1:1"),
-        ("hive: {metastore_uri: 'thrift://127.0.0.1:1'}", "ingest", "Hive metastore not reachable at thrift://127.0.0.1:1"),
+        (
+            "hive: {metastore_uri: 'thrift://127.0.0.1:1'}",
+            "ingest",
+            "Hive metastore not reachable at thrift://127.0.0.1:1",
+        ),
     ],
 )
 def test_service_down_names_the_address(stack, unique, tmp_path, override, stage, message) -> None:  # type: ignore[no-untyped-def]

@@ -7,10 +7,10 @@ import re
 from collections import Counter
 
 import pytest
-from kit import compare, dead_letters, expected_from_hive, hbase_cells, read_topic, run_cli, write_spec
 
 from headwater.demo import append_orders, create_orders
 from headwater.spec import load_spec
+from kit import compare, dead_letters, expected_from_hive, hbase_cells, read_topic, run_cli, write_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -112,7 +112,7 @@ def test_hbase_thrift_outage_is_retried_not_dead_lettered(stack, spark, unique, 
     thrift2.kill()
     time.sleep(15)  # the outage: the writer keeps retrying with backoff meanwhile
     stack.up()  # brings Thrift2 back (only the missing service is started)
-    out, err = proc.communicate(timeout=400)
+    _out, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err[-3000:]
     counters = (read_progress(progress) or {})["counters"]
     assert counters["write_retries"] + counters.get("query_restarts", 0) > 0

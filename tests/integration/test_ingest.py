@@ -6,12 +6,12 @@ import json
 from collections import Counter
 
 import pytest
-from kit import read_topic, write_spec
 
 from headwater.context import PipelineContext
 from headwater.demo import append_orders, create_orders
 from headwater.ingest.runner import IngestStage
 from headwater.spec import load_spec, load_spec_text
+from kit import read_topic, write_spec
 
 pytestmark = pytest.mark.integration
 

@@ -55,9 +55,7 @@ def write(config: HBaseSinkConfig, conn: HBaseConnection, spark_schema: T.Struct
           rows: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
     """Write rows exactly as the sink's executors do: describe() -> make_writer() over Arrow batches."""
     desc = HBaseSink(config, Connections(hbase=conn)).describe(spark_schema)
-    batches = [
-        pa.RecordBatch.from_pylist(rows[i : i + 500], schema=arrow_schema) for i in range(0, len(rows), 500)
-    ]
+    batches = [pa.RecordBatch.from_pylist(rows[i : i + 500], schema=arrow_schema) for i in range(0, len(rows), 500)]
     out = [r for b in make_writer(desc)(iter(batches)) for r in b.to_pylist()]
     stats = next(r for r in out if r["kind"] == "stats")
     assert [r for r in out if r["kind"] == "rejected"] == []
@@ -114,14 +112,10 @@ def test_get_by_key_fields_decodes_key_and_columns(orders: dict[str, Any]) -> No
     assert row.columns == _expected(rec)
     assert row.timestamp == rec["ts"]
     epoch_ms = str(int(rec["ts"].timestamp() * 1000))  # timestamps may also be given as epoch millis
-    same = orders["reader"].get(
-        {"customer_id": rec["customer_id"], "ts": epoch_ms, "order_id": rec["order_id"]}
-    )
+    same = orders["reader"].get({"customer_id": rec["customer_id"], "ts": epoch_ms, "order_id": rec["order_id"]})
     assert same == row
     as_json = row.to_dict()
-    assert (
-        as_json["columns"]["amount"] == str(rec["amount"]) and as_json["timestamp"] == rec["ts"].isoformat()
-    )
+    assert as_json["columns"]["amount"] == str(rec["amount"]) and as_json["timestamp"] == rec["ts"].isoformat()
     missing = {"customer_id": rec["customer_id"], "ts": rec["ts"], "order_id": 999_999}
     assert orders["reader"].get(missing) is None
 
@@ -146,9 +140,7 @@ def test_prefix_scan_in_key_order_with_pagination(orders: dict[str, Any]) -> Non
     assert [r.row_key for r in window] == [r.row_key for r in everything[10:15]]
     # a full-table scan is in key order too: salt bucket first
     table, _ = reader.scan(limit=1000)
-    assert len(table) == len(orders["rows"]) and [r.row_key for r in table] == sorted(
-        r.row_key for r in table
-    )
+    assert len(table) == len(orders["rows"]) and [r.row_key for r in table] == sorted(r.row_key for r in table)
 
 
 def test_latest_n_per_entity_newest_first(orders: dict[str, Any]) -> None:
@@ -159,9 +151,7 @@ def test_latest_n_per_entity_newest_first(orders: dict[str, Any]) -> None:
         assert all(r.key["customer_id"] == customer for r in latest)
 
 
-def test_salted_keys_land_in_all_four_pre_split_regions(
-    orders: dict[str, Any], conn: HBaseConnection
-) -> None:
+def test_salted_keys_land_in_all_four_pre_split_regions(orders: dict[str, Any], conn: HBaseConnection) -> None:
     table = orders["config"].full_table
     with connect(conn) as client:
         regions = client._client.getAllRegionLocations(table.encode())
@@ -171,9 +161,7 @@ def test_salted_keys_land_in_all_four_pre_split_regions(
         counts = []
         for bucket in range(4):
             stop = salt_prefix(bucket + 1) if bucket < 3 else None
-            counts.append(
-                sum(1 for _ in client.scan(table, t.TScan(startRow=salt_prefix(bucket), stopRow=stop)))
-            )
+            counts.append(sum(1 for _ in client.scan(table, t.TScan(startRow=salt_prefix(bucket), stopRow=stop))))
     expected = [PER_CUSTOMER * sum(1 for c in CUSTOMERS if salt_bucket(c, 4) == b) for b in range(4)]
     assert counts == expected and all(counts) and sum(counts) == len(orders["rows"])
 
@@ -189,9 +177,7 @@ def test_freshness_reports_newest_event_time(orders: dict[str, Any]) -> None:
 
 def test_bad_input_names_the_field_and_value(orders: dict[str, Any]) -> None:
     reader = orders["reader"]
-    with pytest.raises(
-        InvalidRequest, match=r"unknown key field 'customer'.*key fields: customer_id, ts, order_id"
-    ):
+    with pytest.raises(InvalidRequest, match=r"unknown key field 'customer'.*key fields: customer_id, ts, order_id"):
         reader.get({"customer": "c1"})
     with pytest.raises(InvalidRequest, match="'order_id': 'x1' is not an integer"):
         reader.get({"customer_id": "c01", "ts": T0, "order_id": "x1"})
@@ -199,9 +185,7 @@ def test_bad_input_names_the_field_and_value(orders: dict[str, Any]) -> None:
         reader.get({"customer_id": "c01", "ts": "yesterday", "order_id": 1})
     with pytest.raises(InvalidRequest, match="field 'order_id' is missing or null"):
         reader.get({"customer_id": "c01", "ts": T0})
-    with pytest.raises(
-        InvalidRequest, match="key field 'customer_id' is missing; a prefix needs the leading"
-    ):
+    with pytest.raises(InvalidRequest, match="key field 'customer_id' is missing; a prefix needs the leading"):
         reader.scan({"ts": T0})
     with pytest.raises(InvalidRequest, match="page_token"):
         reader.scan({"customer_id": "c01"}, page_token="not a token!")
@@ -237,9 +221,7 @@ def test_api_get_scan_latest_freshness(orders: dict[str, Any]) -> None:
             token = page["next_page_token"]
             if token is None:
                 break
-        assert len(rows) == PER_CUSTOMER and [r["row_key_hex"] for r in rows] == sorted(
-            r["row_key_hex"] for r in rows
-        )
+        assert len(rows) == PER_CUSTOMER and [r["row_key_hex"] for r in rows] == sorted(r["row_key_hex"] for r in rows)
         latest = client.get("/v1/orders/rows/latest", params={"customer_id": "c05", "n": 3}).json()["rows"]
         assert [r["row_key_hex"] for r in latest] == [r["row_key_hex"] for r in rows[:3]]
         fresh = client.get("/v1/orders/freshness").json()

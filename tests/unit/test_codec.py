@@ -49,8 +49,7 @@ def test_unknown_type_lists_valid_types() -> None:
     with pytest.raises(CodecError) as info:
         encode_value(1, "float")
     assert str(info.value) == (
-        "unknown type 'float'; valid types: string, int, long, double, boolean, decimal, date, "
-        "timestamp, json, bytes"
+        "unknown type 'float'; valid types: string, int, long, double, boolean, decimal, date, timestamp, json, bytes"
     )
     with pytest.raises(CodecError, match="unknown type 'varchar'"):
         decode_value(b"x", "varchar")
@@ -239,10 +238,7 @@ def test_int_out_of_range_message() -> None:
 def test_decimal_float_refused_message() -> None:
     with pytest.raises(CodecError) as info:
         encode_value(0.1, "decimal")
-    assert (
-        str(info.value)
-        == "cannot encode 0.1 as decimal: floats are inexact; pass a Decimal or a numeric string"
-    )
+    assert str(info.value) == "cannot encode 0.1 as decimal: floats are inexact; pass a Decimal or a numeric string"
 
 
 def test_decode_error_names_type_and_bytes_exactly() -> None:

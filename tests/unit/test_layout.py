@@ -122,9 +122,7 @@ def test_salting_by_customer_cannot_split_one_hot_customer() -> None:
     """The limit of salting on the customer id: a customer's rows all share one bucket."""
     customer_ids = _zipf_customer_ids(s=1.2)
     hottest, hot_rows = Counter(customer_ids).most_common(1)[0]
-    report = skew(
-        _keys("{salt(customer_id, 8)}|{customer_id}|{order_id:long}", customer_ids), salt_split_points(8)
-    )
+    report = skew(_keys("{salt(customer_id, 8)}|{customer_id}|{order_id:long}", customer_ids), salt_split_points(8))
     assert hot_rows / N_RECORDS > 1.5 / 8  # one customer alone is more than 1.5x a fair share
     assert report["max"] >= hot_rows
     assert report["max_mean_ratio"] > 1.5

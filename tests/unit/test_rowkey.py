@@ -75,8 +75,7 @@ def test_unknown_function_message_is_exact() -> None:
     with pytest.raises(RowKeyError) as info:
         RowKeyTemplate.parse("{bucket(a, 4)}|{a}")
     assert str(info.value) == (
-        "invalid row-key template '{bucket(a, 4)}|{a}': unknown function 'bucket' in part "
-        "'{bucket(a, 4)}'; " + HELP
+        "invalid row-key template '{bucket(a, 4)}|{a}': unknown function 'bucket' in part '{bucket(a, 4)}'; " + HELP
     )
 
 
@@ -149,15 +148,11 @@ def test_exact_part_bytes(encoding: str, value: Any, expected: bytes) -> None:
 
 
 def test_salt_hash_and_reverse_ts_bytes() -> None:
-    assert RowKeyTemplate.parse("{salt(c, 16)}").encode({"c": "cust-1"}) == b"%02x" % (
-        zlib.crc32(b"cust-1") % 16
-    )
+    assert RowKeyTemplate.parse("{salt(c, 16)}").encode({"c": "cust-1"}) == b"%02x" % (zlib.crc32(b"cust-1") % 16)
     assert RowKeyTemplate.parse("{hash(c, 4)}").encode({"c": "cust-1"}) == hashlib.md5(b"cust-1").digest()[:4]
     ts = datetime(2024, 5, 1, 12, 0, 0, 123999, tzinfo=UTC)
     millis = 1714564800123
-    assert RowKeyTemplate.parse("{reverse_ts(t)}").encode({"t": ts}) == (2**63 - 1 - millis).to_bytes(
-        8, "big"
-    )
+    assert RowKeyTemplate.parse("{reverse_ts(t)}").encode({"t": ts}) == (2**63 - 1 - millis).to_bytes(8, "big")
     assert salt_prefix(0) == b"00" and salt_prefix(255) == b"ff"
     with pytest.raises(RowKeyError, match=r"salt bucket 256 out of range \[0, 256\)"):
         salt_prefix(256)

@@ -65,9 +65,7 @@ def test_types_from_the_example_schema_leave_transform_columns_out() -> None:
 
 
 def test_column_types_config_then_given_then_string() -> None:
-    reader = _reader(
-        {"d": ["amount", "note"], "x": {"items": "json", "amount": "long"}}, {"amount": "decimal"}
-    )
+    reader = _reader({"d": ["amount", "note"], "x": {"items": "json", "amount": "long"}}, {"amount": "decimal"})
     assert sorted(reader.cells.values()) == [("d:amount", "decimal"), ("items", "json"), ("note", "string"),
                                              ("x:amount", "long")]  # fmt: skip
     with pytest.raises(ConfigError, match="unknown type 'money'"):
@@ -291,6 +289,4 @@ def test_hbase_plan_offline() -> None:
     out = CliRunner().invoke(cli, ["hbase", "plan", "--offline", str(ORDERS)])
     assert out.exit_code == 0, out.output
     assert "table demo:orders (not checked)" in out.output
-    assert (
-        "regions: 4, split points: 01 02 03" in out.output and "row key: {salt(customer_id, 4)}" in out.output
-    )
+    assert "regions: 4, split points: 01 02 03" in out.output and "row key: {salt(customer_id, 4)}" in out.output

@@ -244,8 +244,7 @@ VALID_TOP = ", ".join(
 BAD = {
     "unknown top-level key": (
         GOOD + "sinks: {}\n",
-        "pipeline.yaml:19: sinks: unknown field 'sinks' (did you mean 'sink'?); "
-        f"valid: {VALID_TOP} (got {{}})",
+        f"pipeline.yaml:19: sinks: unknown field 'sinks' (did you mean 'sink'?); valid: {VALID_TOP} (got {{}})",
     ),
     "unknown field in source": (
         edit("  table: db.orders", "  tabel: db.orders"),
@@ -286,8 +285,7 @@ BAD = {
     ),
     "bad pipeline name": (
         edit("name: orders\n", "name: Orders\n"),
-        "pipeline.yaml:1: name: must be a lowercase letter followed by up to 62 of a-z 0-9 _ - "
-        "(got 'Orders')",
+        "pipeline.yaml:1: name: must be a lowercase letter followed by up to 62 of a-z 0-9 _ - (got 'Orders')",
     ),
     "empty key": (
         edit("key: [id]", "key: []"),

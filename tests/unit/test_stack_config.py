@@ -50,7 +50,9 @@ def test_generated_configs(tmp_path: Path) -> None:
 
 
 def test_unknown_service_lists_known(tmp_path: Path) -> None:
-    with pytest.raises(StackError, match="unknown service 'zk'; known: metastore, hbase, kafka, hbase-thrift, hbase-thrift2"):
+    with pytest.raises(
+        StackError, match="unknown service 'zk'; known: metastore, hbase, kafka, hbase-thrift, hbase-thrift2"
+    ):
         Stack(StackConfig(home=tmp_path)).service("zk")
 
 

@@ -31,9 +31,7 @@ def _types(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
     types = _pairs(values, "--type")
     for col, typ in types.items():
         if typ not in TYPE_NAMES:
-            raise click.BadParameter(
-                f"{col}: unknown type {typ!r}; valid: {', '.join(TYPE_NAMES)}", param=param
-            )
+            raise click.BadParameter(f"{col}: unknown type {typ!r}; valid: {', '.join(TYPE_NAMES)}", param=param)
     return types
 
 
@@ -101,9 +99,7 @@ def _print_rows(rows: list[dict[str, Any]], key_fields: list[str], as_json: bool
 @click.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--key", "keys", multiple=True, metavar="FIELD=VALUE", help="Get one row: every key field.")
-@click.option(
-    "--prefix", "prefix", multiple=True, metavar="FIELD=VALUE", help="Scan under leading key fields."
-)
+@click.option("--prefix", "prefix", multiple=True, metavar="FIELD=VALUE", help="Scan under leading key fields.")
 @click.option("--latest", "latest", multiple=True, metavar="FIELD=VALUE", help="First N rows of an entity.")
 @click.option("-n", "n", default=10, show_default=True, type=click.IntRange(1), help="Rows for --latest.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1), help="Rows for --prefix.")
@@ -117,9 +113,7 @@ def query(spec: str, keys: tuple[str, ...], prefix: tuple[str, ...], latest: tup
 
     modes = [name for name, given in (("--key", keys), ("--prefix", prefix), ("--latest", latest)) if given]
     if len(modes) != 1:
-        raise click.UsageError(
-            "give exactly one of --key, --prefix or --latest (each repeatable FIELD=VALUE)"
-        )
+        raise click.UsageError("give exactly one of --key, --prefix or --latest (each repeatable FIELD=VALUE)")
     s = _load(spec)
     reader = TableReader(hbase_sink(s), s.connections.hbase, {**types_from_schema(s), **types})
     try:

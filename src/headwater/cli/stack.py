@@ -44,8 +44,11 @@ def status(as_json: bool) -> None:
     """Each service's state, pid, address and resident memory. Exit 1 unless all are running."""
     rows = _stack().status()
     if as_json:
-        click.echo(json.dumps({"services": [r.as_dict() for r in rows],
-                               "healthy": all(r.state == "running" for r in rows)}, indent=2))
+        click.echo(
+            json.dumps(
+                {"services": [r.as_dict() for r in rows], "healthy": all(r.state == "running" for r in rows)}, indent=2
+            )
+        )
     else:
         click.echo(f"{'service':<13} {'state':<10} {'pid':>7} {'address':<18} {'rss MiB':>8}  log")
         for r in rows:

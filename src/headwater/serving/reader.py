@@ -144,9 +144,7 @@ def hbase_sink(spec: PipelineSpec) -> HBaseSinkConfig:
     from headwater.sinks.hbase import HBaseSinkConfig
 
     if not isinstance(spec.sink, HBaseSinkConfig):
-        raise ConfigError(
-            f"pipeline '{spec.name}': sink type '{spec.sink.type}' is not hbase; nothing to serve"
-        )
+        raise ConfigError(f"pipeline '{spec.name}': sink type '{spec.sink.type}' is not hbase; nothing to serve")
     return spec.sink
 
 
@@ -263,9 +261,7 @@ class TableReader:
     def _coerce(self, fields: Mapping[str, Any], what: str) -> dict[str, Any]:
         unknown = [f for f in fields if f not in self.key_fields]
         if unknown:
-            raise InvalidRequest(
-                f"{what}: unknown key field {unknown[0]!r}; key fields: {', '.join(self.key_fields)}"
-            )
+            raise InvalidRequest(f"{what}: unknown key field {unknown[0]!r}; key fields: {', '.join(self.key_fields)}")
         return {name: self._convert(name, value, what) for name, value in fields.items()}
 
     def _convert(self, name: str, value: Any, what: str) -> Any:
@@ -377,9 +373,7 @@ class TableReader:
             key = self.template.encode(values)
         except RowKeyError as exc:
             raise InvalidRequest(f"get: {exc}") from None
-        results = self._call(
-            lambda c: c.get_multiple(self.table, [self._t.TGet(row=key, columns=self._columns)])
-        )
+        results = self._call(lambda c: c.get_multiple(self.table, [self._t.TGet(row=key, columns=self._columns)]))
         return self._row(results[0]) if results and results[0].columnValues else None
 
     def scan(self, prefix_fields: Mapping[str, Any] | None = None, start: Mapping[str, Any] | None = None,
@@ -415,9 +409,7 @@ class TableReader:
         otherwise they are simply the first rows in key order.
         """
         if not entity_fields:
-            raise InvalidRequest(
-                f"latest: give the entity's leading key fields ({', '.join(self.key_fields)})"
-            )
+            raise InvalidRequest(f"latest: give the entity's leading key fields ({', '.join(self.key_fields)})")
         return self.scan(entity_fields, limit=n)[0]
 
     def freshness(self, max_rows: int = FRESHNESS_MAX_ROWS) -> dict[str, Any]:

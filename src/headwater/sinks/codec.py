@@ -299,9 +299,7 @@ CODECS: dict[str, Codec] = {
         Codec("double", _encode_double, lambda data: float(data.decode("ascii"))),
         Codec("boolean", _encode_boolean, _decode_boolean),
         Codec("decimal", lambda v: _plain_decimal(to_decimal(v)).encode("ascii"), _decode_decimal),
-        Codec(
-            "date", lambda v: to_date(v).isoformat().encode("ascii"), lambda d: date.fromisoformat(d.decode())
-        ),
+        Codec("date", lambda v: to_date(v).isoformat().encode("ascii"), lambda d: date.fromisoformat(d.decode())),
         Codec("timestamp", _encode_timestamp, _decode_timestamp),
         Codec("json", _encode_json, lambda data: json.loads(data.decode("utf-8"))),
         Codec("bytes", _encode_bytes, bytes),

@@ -143,7 +143,9 @@ class HBaseSink(Sink):
             items = cols.items() if isinstance(cols, dict) else ((col, None) for col in cols)
             for col, typ in items:
                 if col not in fields:
-                    raise ConfigError(f"sink.columns.{family}: column '{col}' not in the records; available: {available}")
+                    raise ConfigError(
+                        f"sink.columns.{family}: column '{col}' not in the records; available: {available}"
+                    )
                 cells.append(CellSpec(family, col, col, typ or codec_type(fields[col])))
         for name in RowKeyTemplate.parse(c.row_key).fields:
             if name not in fields:

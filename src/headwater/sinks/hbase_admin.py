@@ -67,7 +67,7 @@ def connect(conn: HBaseConnection) -> Thrift2Client:
         client = Thrift2Client(conn.host, conn.port, conn.timeout_ms, conn.transport, conn.protocol)
         client.namespaces()
         return client
-    except Exception as exc:  # noqa: BLE001 - any failure here means "not reachable"
+    except Exception as exc:
         raise ServiceUnavailable(
             f"HBase Thrift2 server not reachable at {conn.host}:{conn.port}: {type(exc).__name__}: {exc}"
         ) from None

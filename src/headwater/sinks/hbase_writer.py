@@ -9,6 +9,7 @@ never retried; an infrastructure error that outlasts the retries fails the task 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -120,10 +121,8 @@ class _Connection:
 
     def reset(self) -> None:
         if self.client is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.client.close()
-            except Exception:  # noqa: BLE001, S110 - closing a broken connection
-                pass
         self.client = None
 
 
@@ -206,10 +205,8 @@ def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]],
             conn.reset()
         cols = RESULT_SCHEMA.split(", ")
         names = [c.split(" ")[0] for c in cols]
-        rows = [{"kind": "stats", **stats}] + rejected
-        yield pa.RecordBatch.from_pylist(
-            [{n: r.get(n) for n in names} for r in rows], schema=_arrow_schema()
-        )
+        rows = [{"kind": "stats", **stats}, *rejected]
+        yield pa.RecordBatch.from_pylist([{n: r.get(n) for n in names} for r in rows], schema=_arrow_schema())
 
     return write
 

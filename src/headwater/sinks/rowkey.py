@@ -389,9 +389,7 @@ class RowKeyTemplate:
                     separator = self.parts[index + 1]
                     end = key.find(separator.literal, pos)
                     if end < 0:
-                        raise self._bad_key(
-                            key, f"separator {separator.source!r} not found after offset {pos}"
-                        )
+                        raise self._bad_key(key, f"separator {separator.source!r} not found after offset {pos}")
             else:
                 end = pos + width
                 if end > len(key):
@@ -399,9 +397,7 @@ class RowKeyTemplate:
             chunk = key[pos:end]
             if part.kind == "literal" and chunk != part.literal:
                 raise self._bad_key(key, f"expected {part.source!r} at offset {pos}")
-            if part.kind == "salt" and not (
-                re.fullmatch(rb"[0-9a-f]{2}", chunk) and int(chunk, 16) < part.arg
-            ):
+            if part.kind == "salt" and not (re.fullmatch(rb"[0-9a-f]{2}", chunk) and int(chunk, 16) < part.arg):
                 raise self._bad_key(key, f"invalid salt {chunk!r} at offset {pos}")
             if part.kind not in ("literal", "salt", "hash"):
                 try:

@@ -23,9 +23,7 @@ from headwater.spec.schema import INVALID_TAG, spec_model_for
 
 PathTuple = tuple[str | int, ...]
 
-_VAR_RE = re.compile(
-    r"\$\$\{|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>(?:[^}$]|\$(?!\{))*))?\}|\$\{"
-)
+_VAR_RE = re.compile(r"\$\$\{|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>(?:[^}$]|\$(?!\{))*))?\}|\$\{")
 _SIMPLE_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _MAX_REPR = 80
@@ -164,9 +162,7 @@ def _parse(text: str, filename: str) -> tuple[Any, dict[PathTuple, int]]:
 # --- ${VAR} interpolation ----------------------------------------------------------------------------
 
 
-def _interpolate(
-    value: Any, path: PathTuple, env: Mapping[str, str], emit: list[tuple[PathTuple, str, str]]
-) -> Any:
+def _interpolate(value: Any, path: PathTuple, env: Mapping[str, str], emit: list[tuple[PathTuple, str, str]]) -> Any:
     """``value`` with ``${VAR}``/``${VAR:-default}`` replaced in every string scalar (keys untouched)."""
     if isinstance(value, str):
 
@@ -175,9 +171,7 @@ def _interpolate(
             if match.group(0) == "$${":
                 return "${"
             if name is None:
-                emit.append(
-                    (path, "env_syntax", "bad variable reference: use ${NAME}, ${NAME:-default} or $${")
-                )
+                emit.append((path, "env_syntax", "bad variable reference: use ${NAME}, ${NAME:-default} or $${"))
                 return ""
             current = env.get(name)
             default = match.group("default")
@@ -230,9 +224,7 @@ def _field(model: type[BaseModel], key: str) -> Any:
     return None
 
 
-def _clean_loc(
-    model: type[BaseModel], loc: tuple[str | int, ...]
-) -> tuple[PathTuple, type[BaseModel] | None]:
+def _clean_loc(model: type[BaseModel], loc: tuple[str | int, ...]) -> tuple[PathTuple, type[BaseModel] | None]:
     """``loc`` without union tags, and the model in which its last part was looked up (if any)."""
     current: Any = model
     out: list[str | int] = []
@@ -294,9 +286,7 @@ def _validation_problems(
 # --- public API ----------------------------------------------------------------------------------------
 
 
-def load_spec_text(
-    text: str, filename: str = "<string>", *, env: Mapping[str, str] | None = None
-) -> PipelineSpec:
+def load_spec_text(text: str, filename: str = "<string>", *, env: Mapping[str, str] | None = None) -> PipelineSpec:
     """Parse, interpolate and validate a pipeline spec given as YAML text.
 
     Args:
@@ -314,9 +304,7 @@ def load_spec_text(
     data, lines = _parse(text, filename)
     if not isinstance(data, dict):
         got = "an empty document" if data is None else type(data).__name__
-        raise SpecError(
-            [_problem(filename, lines, (), "not_mapping", f"top level must be a mapping, got {got}")]
-        )
+        raise SpecError([_problem(filename, lines, (), "not_mapping", f"top level must be a mapping, got {got}")])
     emitted: list[tuple[PathTuple, str, str]] = []
     data = _interpolate(data, (), os.environ if env is None else env, emitted)
     if emitted:

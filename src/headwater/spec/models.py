@@ -156,9 +156,7 @@ class TopicSpec(_Model):
     def _unique_key(cls, value: list[str]) -> list[str]:
         dupes = sorted({c for c in value if value.count(c) > 1})
         if dupes:
-            raise PydanticCustomError(
-                "key_columns", "duplicate key columns: {dupes}", {"dupes": ", ".join(dupes)}
-            )
+            raise PydanticCustomError("key_columns", "duplicate key columns: {dupes}", {"dupes": ", ".join(dupes)})
         return value
 
 
@@ -219,9 +217,7 @@ def _check_schema(value: dict[str, str] | None) -> dict[str, str] | None:
         )
     empty = [name for name, ddl in value.items() if not ddl.strip()]
     if empty:
-        raise PydanticCustomError(
-            "column_type", "empty type for columns: {empty}", {"empty": ", ".join(empty)}
-        )
+        raise PydanticCustomError("column_type", "empty type for columns: {empty}", {"empty": ", ".join(empty)})
     return {name: ddl.strip() for name, ddl in value.items()}
 
 
@@ -258,9 +254,7 @@ class PipelineSpec(_Model):
     connections: Connections = Field(
         default_factory=Connections, description="Service addresses; defaults: the local stack."
     )
-    state_topic: TopicName = Field(
-        default="_headwater_state", description="Compacted topic holding ingest positions."
-    )
+    state_topic: TopicName = Field(default="_headwater_state", description="Compacted topic holding ingest positions.")
 
     @field_validator("name")
     @classmethod
@@ -302,12 +296,8 @@ class PipelineSpec(_Model):
     @classmethod
     def _distinct_state_topic(cls, value: str, info: ValidationInfo) -> str:
         topic, dead_letter = info.data.get("topic"), info.data.get("dead_letter")
-        if (topic is not None and value == topic.name) or (
-            dead_letter is not None and value == dead_letter.topic
-        ):
-            raise PydanticCustomError(
-                "topic_clash", "state topic must differ from topic.name and dead_letter.topic"
-            )
+        if (topic is not None and value == topic.name) or (dead_letter is not None and value == dead_letter.topic):
+            raise PydanticCustomError("topic_clash", "state topic must differ from topic.name and dead_letter.topic")
         return value
 
     def __reduce__(self) -> tuple[Any, ...]:

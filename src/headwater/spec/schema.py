@@ -81,9 +81,7 @@ def _slot(kind: Kind, resolved: Resolved) -> Any:
         name = value.get("type") if isinstance(value, Mapping) else getattr(value, "type", None)
         return name if isinstance(name, str) and name in loaded else INVALID_TAG
 
-    members: list[Any] = [
-        Annotated[entry, Tag(name)] for name, entry in resolved if not isinstance(entry, str)
-    ]
+    members: list[Any] = [Annotated[entry, Tag(name)] for name, entry in resolved if not isinstance(entry, str)]
     members.append(Annotated[Any, PlainValidator(_invalid_validator(kind, resolved)), Tag(INVALID_TAG)])
     return Annotated[functools.reduce(operator.or_, members), Discriminator(tag)]
 
@@ -141,9 +139,7 @@ def spec_model(
     Returns:
         A subclass of :class:`PipelineSpec` (cached per set of plugin classes).
     """
-    return _build(
-        _resolve("source", sources), _resolve("transform", transforms), _resolve("sink", sinks), for_schema
-    )
+    return _build(_resolve("source", sources), _resolve("transform", transforms), _resolve("sink", sinks), for_schema)
 
 
 def _type_of(value: Any) -> list[str]:
@@ -172,9 +168,7 @@ def spec_json_schema() -> dict[str, Any]:
     Returns:
         The schema as a JSON-serialisable dict.
     """
-    model = spec_model(
-        plugins.names("source"), plugins.names("transform"), plugins.names("sink"), for_schema=True
-    )
+    model = spec_model(plugins.names("source"), plugins.names("transform"), plugins.names("sink"), for_schema=True)
     schema = model.model_json_schema(by_alias=True, mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema

@@ -52,8 +52,7 @@ class StackConfig(BaseModel):
             return cls(**values)
         except ValidationError as exc:
             problems = "; ".join(
-                f"HEADWATER_{'.'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg']}"
-                for e in exc.errors()
+                f"HEADWATER_{'.'.join(map(str, e['loc'])).upper()}={e.get('input')!r}: {e['msg']}" for e in exc.errors()
             )
             raise ConfigError(f"invalid stack setting: {problems}") from None
 

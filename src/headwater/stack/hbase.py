@@ -131,7 +131,7 @@ class HBaseThriftService(HBaseService):
         ]  # fmt: skip
 
     def probe(self) -> bool:
-        import happybase  # noqa: I001
+        import happybase
 
         conn = happybase.Connection(self.config.host, self.config.thrift_port, timeout=5000, autoconnect=True)
         try:

@@ -130,7 +130,7 @@ class Stack:
                 if probe:
                     try:
                         healthy = svc.probe()
-                    except Exception:  # noqa: BLE001 - a failed probe is the answer
+                    except Exception:
                         healthy = False
                 state = "running" if healthy else "unhealthy"
             out.append(

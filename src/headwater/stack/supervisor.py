@@ -87,12 +87,10 @@ def wait_ready(
         try:
             if check():
                 return time.monotonic() - started
-        except Exception:  # noqa: BLE001, S110 - any failure of the probe means "not ready yet"
+        except Exception:
             pass
         if pid is not None and not psutil.pid_exists(pid):
-            raise StackError(
-                f"{service} ({address}) exited during start-up; log: {log}\n{tail(log)}"
-            )
+            raise StackError(f"{service} ({address}) exited during start-up; log: {log}\n{tail(log)}")
         if pid is not None:
             try:
                 if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
@@ -100,9 +98,7 @@ def wait_ready(
             except psutil.NoSuchProcess:
                 pass
         if time.monotonic() - started > timeout:
-            raise StackError(
-                f"{service} ({address}) not ready after {timeout:.0f}s; log: {log}\n{tail(log)}"
-            )
+            raise StackError(f"{service} ({address}) not ready after {timeout:.0f}s; log: {log}\n{tail(log)}")
         time.sleep(interval)
 
 

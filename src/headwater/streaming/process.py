@@ -45,7 +45,7 @@ from headwater.transforms.python import dead_letter_rows, split_errors
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-    from pyspark.sql.streaming import StreamingQuery
+    from pyspark.sql.streaming import StreamingQuery  # type: ignore[attr-defined]
     from pyspark.sql.types import StructType
 
     from headwater.context import PipelineContext
@@ -87,7 +87,7 @@ class ProcessStage:
             ddl = ", ".join(f"`{k}` {v}" for k, v in self.spec.schema_.items())
             self.spark  # noqa: B018 - fromDDL needs a live session
             try:
-                return StructType.fromDDL(ddl)
+                return StructType.fromDDL(ddl)  # type: ignore[return-value]
             except Exception as exc:
                 raise ConfigError(f"schema: cannot parse as Spark SQL types ({ddl}): {exc}") from None
         return self.ctx.source.schema(self.spark)
