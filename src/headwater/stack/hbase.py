@@ -116,18 +116,17 @@ class HBaseThriftService(HBaseService):
         # Shares the HBase conf folder: the Thrift server is an HBase client of the same cluster.
         return self.config.state_dir / "hbase"
 
+    main_class = "org.apache.hadoop.hbase.thrift.ThriftServer"
+
     @property
     def ports(self) -> list[int]:
         return [self.config.thrift_port]
 
-    def prepare(self) -> None:
-        super().prepare()
-
     def command(self) -> list[str]:
         c = self.config
         return [
-            *self._jvm(c.thrift_heap), "org.apache.hadoop.hbase.thrift.ThriftServer",
-            "-p", str(c.thrift_port), "-b", c.host, "-threadpool", "start",
+            *self._jvm(c.thrift_heap), self.main_class,
+            "-p", str(self.ports[0]), "-b", c.host, "-threadpool", "start",
         ]  # fmt: skip
 
     def probe(self) -> bool:
@@ -150,16 +149,11 @@ class HBaseThrift2Service(HBaseThriftService):
 
     name = "hbase-thrift2"
 
+    main_class = "org.apache.hadoop.hbase.thrift2.ThriftServer"
+
     @property
     def ports(self) -> list[int]:
         return [self.config.thrift2_port]
-
-    def command(self) -> list[str]:
-        c = self.config
-        return [
-            *self._jvm(c.thrift_heap), "org.apache.hadoop.hbase.thrift2.ThriftServer",
-            "-p", str(c.thrift2_port), "-b", c.host, "-threadpool", "start",
-        ]  # fmt: skip
 
     def probe(self) -> bool:
         from headwater.sinks.thrift2 import Thrift2Client
