@@ -63,7 +63,7 @@ class HBaseSinkConfig(SinkConfig):
     create: bool = Field(default=True, description="Create the namespace and table if missing.")
     pre_split: bool = Field(default=True, description="Pre-split a salted table: one region per salt bucket.")
     durability: Literal["sync_wal", "fsync_wal", "async_wal", "skip_wal"] = "sync_wal"
-    batch_rows: int = Field(default=1000, ge=1, description="Rows per putMultiple call at most.")
+    batch_rows: int = Field(default=2000, ge=1, description="Rows per putMultiple call at most.")
     batch_bytes: int = Field(default=2_000_000, ge=1024, description="Bytes per putMultiple call at most.")
     retries: int = Field(default=8, ge=0, description="Retries of a failed call (exponential backoff).")
 

@@ -1,7 +1,10 @@
 """The executor side of the HBase sink: Arrow batches in, ``putMultiple`` calls out.
 
 Runs inside ``mapInArrow``: the description is pickled to the executor, the Thrift2 connection
-is opened there (one per partition) and never pickled. Each call is bounded by rows and bytes,
+is opened there (one per partition) and never pickled. Values are encoded column by column
+(:mod:`headwater.sinks.arrow_codec`), rows are assembled straight into Thrift's binary form
+(:mod:`headwater.sinks.thrift2`), and calls go out on one background thread in order, so the next
+batch is encoded while HBase writes the previous one. Each call is bounded by rows and bytes,
 deduplicated by row key (later record wins) and retried whole with exponential backoff.
 A record that cannot be encoded (null row-key field, bad version value) is returned as rejected,
 never retried; an infrastructure error that outlasts the retries fails the task loudly.
@@ -10,20 +13,26 @@ never retried; an infrastructure error that outlasts the retries fails the task 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
+import queue
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from headwater.sinks.codec import CodecError, encode_value, to_int, to_timestamp
+from headwater.sinks.arrow_codec import CONSTANT_TS, cell_timestamp, encode_column, version_millis
+from headwater.sinks.codec import CodecError
 from headwater.sinks.rowkey import RowKeyError, RowKeyTemplate
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+__all__ = ["CONSTANT_TS", "RESULT_SCHEMA", "CellSpec", "WriterDescription", "cell_timestamp", "make_writer"]
 
 log = logging.getLogger("headwater.sinks.hbase")
 
@@ -32,7 +41,6 @@ RESULT_SCHEMA = (
     "reason string, message string, partition int, offset long, payload string"
 )
 _DURABILITY = {"sync_wal": 3, "fsync_wal": 4, "async_wal": 2, "skip_wal": 1}  # TDurability values
-CONSTANT_TS = 1  # cell timestamp when no `version` field is configured: deterministic, never the clock
 
 
 @dataclass(frozen=True)
@@ -60,40 +68,11 @@ class WriterDescription:
     version: str | None
     version_type: str | None
     durability: str = "sync_wal"
-    batch_rows: int = 1000
+    batch_rows: int = 2000
     batch_bytes: int = 2_000_000
     retries: int = 8
     backoff_ms: int = 200
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def cell_timestamp(value: Any, type_name: str | None) -> int:
-    """Milliseconds for HBase from the record's version value."""
-    if type_name is None:
-        return CONSTANT_TS
-    if value is None:
-        raise CodecError("version field is null")
-    if type_name == "timestamp":
-        ts = to_timestamp(value)
-        return int(ts.timestamp() * 1000)
-    if type_name == "date":
-        d = value if isinstance(value, date) else date.fromisoformat(str(value))
-        return (d - date(1970, 1, 1)).days * 86_400_000
-    ms = to_int(value)
-    if ms < 0:
-        raise CodecError(f"version {ms} is negative")
-    return ms
-
-
-def _plain(value: Any) -> Any:
-    """Arrow maps arrive as lists of (key, value) tuples; make them dicts, recursively."""
-    if isinstance(value, list):
-        if value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
-            return {str(k): _plain(v) for k, v in value}
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -143,75 +122,146 @@ def send_with_retry(call: Callable[[], None], desc: WriterDescription, conn: _Co
             attempt += 1
 
 
+class _Sender:
+    """Sends calls on one background thread, in submission order, one in flight and one waiting.
+
+    Encoding (Python, holds the GIL) overlaps with HBase writing the previous call (socket I/O,
+    releases it). An error that outlasts the retries is re-raised in the caller by the next
+    :meth:`submit` or by :meth:`close`.
+    """
+
+    def __init__(self, desc: WriterDescription, conn: _Connection, stats: dict[str, int]) -> None:
+        self.desc, self.conn, self.stats = desc, conn, stats
+        self.queue: queue.Queue[tuple[list[Any], int] | None] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="headwater-hbase-sender", daemon=True)
+        self.thread.start()
+
+    def _send(self, puts: list[Any]) -> None:
+        client = self.conn.get()
+        if client.binary:
+            client.put_multiple_encoded(self.desc.table, puts)
+        else:
+            client.put_multiple(self.desc.table, puts)
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # drain until close()
+            puts, size = item
+            try:
+                self.stats["retries"] += send_with_retry(functools.partial(self._send, puts), self.desc, self.conn)
+            except BaseException as exc:  # handed to the caller thread
+                self.error = exc
+                continue
+            self.stats["written"] += len(puts)
+            self.stats["bytes"] += size
+            self.stats["calls"] += 1
+
+    def submit(self, puts: list[Any], size: int) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((puts, size))
+
+    def close(self) -> None:
+        """Wait for every submitted call; raise the first error."""
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The function given to ``mapInArrow``."""
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import pyarrow as pa
 
-        from headwater.sinks.thrift2 import idl
+        from headwater.sinks import thrift2
 
-        t = idl()
         template = RowKeyTemplate.parse(desc.row_key)
+        key_fields = template.fields
         durability = _DURABILITY[desc.durability]
-        encoded_cells = [(c.family.encode(), c.qualifier.encode(), c.column, c.type) for c in desc.cells]
         conn = _Connection(desc)
+        binary = desc.protocol != "compact"
+        prefixes = [thrift2.cell_prefix(c.family.encode(), c.qualifier.encode()) for c in desc.cells]
+        names = [(c.family.encode(), c.qualifier.encode()) for c in desc.cells]
         stats = {"rows": 0, "written": 0, "deduped": 0, "bytes": 0, "retries": 0, "calls": 0}
         rejected: list[dict[str, Any]] = []
         pending: dict[bytes, Any] = {}
         pending_bytes = 0
+        sender = _Sender(desc, conn, stats)
 
-        def flush() -> None:
-            nonlocal pending, pending_bytes
-            if not pending:
-                return
-            puts = list(pending.values())
-            stats["retries"] += send_with_retry(lambda: conn.get().put_multiple(desc.table, puts), desc, conn)
-            stats["written"] += len(puts)
-            stats["bytes"] += pending_bytes
-            stats["calls"] += 1
-            pending, pending_bytes = {}, 0
+        def encode_row(key: bytes, values: tuple[bytes | None, ...], ts: int) -> tuple[Any, int]:
+            if binary:
+                suffix = thrift2.cell_suffix(ts)
+                cells = [
+                    thrift2.encode_cell(p, v, suffix) for p, v in zip(prefixes, values, strict=True) if v is not None
+                ]
+                put = thrift2.encode_put(key, cells, durability)
+                return put, len(put)
+            triples = [(f, q, v) for (f, q), v in zip(names, values, strict=True) if v is not None]
+            return thrift2.put_object(key, triples, ts, durability), len(key) + sum(len(v) + 40 for *_, v in triples)
 
         try:
             for batch in batches:
-                for rec in batch.to_pylist():
-                    stats["rows"] += 1
+                n = batch.num_rows
+                stats["rows"] += n
+                errors: dict[int, str] = {}
+                columns = []
+                for c in desc.cells:
+                    encoded = encode_column(batch.column(c.column), c.type)
+                    columns.append(encoded.values)
+                    for i, msg in encoded.errors.items():
+                        errors.setdefault(i, f"column {c.column!r}: {msg}")
+                versions: list[Any]
+                if desc.version and desc.version_type:
+                    versions, verrors = version_millis(batch.column(desc.version), desc.version_type)
+                    for i, msg in verrors.items():
+                        errors.setdefault(i, f"version field {desc.version!r}: {msg}")
+                else:
+                    versions = [CONSTANT_TS] * n
+                key_columns = [batch.column(f).to_pylist() for f in key_fields]
+                rows = zip(range(n), zip(*key_columns, strict=True), versions, zip(*columns, strict=True), strict=True)
+                for i, key_values, ts, values in rows:
+                    if i in errors:
+                        rejected.append(_rejection(batch, i, "encode_error", errors[i]))
+                        continue
                     try:
-                        key = template.encode(rec)
-                        ts = cell_timestamp(rec.get(desc.version) if desc.version else None, desc.version_type)
-                        values = []
-                        size = len(key)
-                        for fam, qual, col, typ in encoded_cells:
-                            raw = rec.get(col)
-                            data = encode_value(_plain(raw) if typ == "json" else raw, typ)
-                            if data is None:
-                                continue
-                            size += len(fam) + len(qual) + len(data) + 24
-                            values.append(t.TColumnValue(family=fam, qualifier=qual, value=data, timestamp=ts))
+                        key = template.encode(dict(zip(key_fields, key_values, strict=True)))
                     except (RowKeyError, CodecError, ValueError, TypeError) as exc:
-                        rejected.append(_rejection(rec, "encode_error", str(exc)))
+                        rejected.append(_rejection(batch, i, "encode_error", str(exc)))
                         continue
-                    if not values:
-                        rejected.append(_rejection(rec, "empty_row", "no non-null column to write"))
+                    if all(v is None for v in values):
+                        rejected.append(_rejection(batch, i, "empty_row", "no non-null column to write"))
                         continue
+                    put, size = encode_row(key, values, ts)
                     if key in pending:
                         stats["deduped"] += 1
-                    pending[key] = t.TPut(row=key, columnValues=values, durability=durability)
+                        pending_bytes -= pending[key][1]
+                    pending[key] = (put, size)
                     pending_bytes += size
                     if len(pending) >= desc.batch_rows or pending_bytes >= desc.batch_bytes:
-                        flush()
-            flush()
+                        sender.submit([p for p, _ in pending.values()], pending_bytes)
+                        pending, pending_bytes = {}, 0
+            if pending:
+                sender.submit([p for p, _ in pending.values()], pending_bytes)
+            sender.close()
         finally:
+            if sender.thread.is_alive():
+                with contextlib.suppress(BaseException):
+                    sender.close()
             conn.reset()
         cols = RESULT_SCHEMA.split(", ")
-        names = [c.split(" ")[0] for c in cols]
-        rows = [{"kind": "stats", **stats}, *rejected]
-        yield pa.RecordBatch.from_pylist([{n: r.get(n) for n in names} for r in rows], schema=_arrow_schema())
+        result_names = [c.split(" ")[0] for c in cols]
+        out = [{"kind": "stats", **stats}, *rejected]
+        yield pa.RecordBatch.from_pylist([{k: r.get(k) for k in result_names} for r in out], schema=_arrow_schema())
 
     return write
 
 
-def _rejection(rec: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
+def _rejection(batch: pa.RecordBatch, index: int, reason: str, message: str) -> dict[str, Any]:
+    rec = batch.slice(index, 1).to_pylist()[0]
     return {
         "kind": "rejected", "reason": reason, "message": message,
         "partition": rec.get("_hw_partition"), "offset": rec.get("_hw_offset"),

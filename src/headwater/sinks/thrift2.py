@@ -7,13 +7,65 @@ table creation with split keys; Thrift2 has both. The IDL is HBase's own ``hbase
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import struct
+from collections.abc import Iterator, Sequence
 from functools import cache
 from importlib import resources
 from types import TracebackType
 from typing import Any
 
 DEFAULT_PORT = 9091
+
+# Thrift binary protocol, by hand, for the one hot call (putMultiple): building a TPut and a
+# TColumnValue object per cell cost more than the rest of the writer. Field ids are those of
+# hbase2.thrift (TPut 1 row, 2 columnValues, 6 durability; TColumnValue 1 family, 2 qualifier,
+# 3 value, 4 timestamp). tests/unit/test_thrift2_encoding.py checks the bytes against thriftpy2's
+# own serialization of the same objects.
+_I32 = struct.Struct(">i").pack
+_I64 = struct.Struct(">q").pack
+_STOP = b"\x00"
+
+
+def cell_prefix(family: bytes, qualifier: bytes) -> bytes:
+    """The constant head of a binary TColumnValue: family and qualifier fields, then the value's header."""
+    return (
+        b"\x0b\x00\x01"
+        + _I32(len(family))
+        + family
+        + b"\x0b\x00\x02"
+        + _I32(len(qualifier))
+        + qualifier
+        + b"\x0b\x00\x03"
+    )
+
+
+def cell_suffix(timestamp: int) -> bytes:
+    """The tail of a binary TColumnValue after the value: its timestamp field and the struct's stop."""
+    return b"\x0a\x00\x04" + _I64(timestamp) + _STOP
+
+
+def encode_put(row: bytes, cells: Sequence[bytes], durability: int) -> bytes:
+    """A binary TPut from encoded cells (``cell_prefix + len + value + cell_suffix`` each)."""
+    return b"".join((b"\x0b\x00\x01", _I32(len(row)), row, b"\x0f\x00\x02\x0c", _I32(len(cells)), *cells,
+                     b"\x08\x00\x06", _I32(durability), _STOP))  # fmt: skip
+
+
+def encode_cell(prefix: bytes, value: bytes, suffix: bytes) -> bytes:
+    """One binary TColumnValue."""
+    return prefix + _I32(len(value)) + value + suffix
+
+
+def put_multiple_args(table: str, puts: Sequence[bytes]) -> bytes:
+    """The binary ``putMultiple_args`` struct: table name and the list of encoded TPuts."""
+    name = table.encode()
+    return b"".join((b"\x0b\x00\x01", _I32(len(name)), name, b"\x0f\x00\x02\x0c", _I32(len(puts)), *puts, _STOP))
+
+
+def put_object(row: bytes, cells: Sequence[tuple[bytes, bytes, bytes]], timestamp: int, durability: int) -> Any:
+    """The same TPut as a thriftpy2 object, for protocols other than binary (compact)."""
+    t = idl()
+    values = [t.TColumnValue(family=f, qualifier=q, value=v, timestamp=timestamp) for f, q, v in cells]
+    return t.TPut(row=row, columnValues=values, durability=durability)
 
 
 @cache
@@ -35,6 +87,7 @@ class Thrift2Client:
         from thriftpy2.transport import TBufferedTransportFactory, TFramedTransportFactory
 
         self.address = f"{host}:{port}"
+        self.binary = protocol != "compact"
         self.t = idl()
         self._client = make_client(
             self.t.THBaseService, host, port, timeout=timeout_ms,
@@ -85,6 +138,19 @@ class Thrift2Client:
     # --- data ---------------------------------------------------------------------------------
     def put_multiple(self, table: str, puts: list[Any]) -> None:
         self._client.putMultiple(table.encode(), puts)
+
+    def put_multiple_encoded(self, table: str, puts: Sequence[bytes]) -> None:
+        """``putMultiple`` with TPuts already in binary form (:func:`encode_put`); binary protocol only."""
+        from thriftpy2.thrift import TMessageType
+
+        c = self._client
+        if not self.binary:
+            raise ValueError("put_multiple_encoded needs the binary protocol")
+        c._oprot.write_message_begin("putMultiple", TMessageType.CALL, c._seqid)
+        c._oprot.trans.write(put_multiple_args(table, puts))
+        c._oprot.write_message_end()
+        c._oprot.trans.flush()
+        c._recv("putMultiple")
 
     def get_multiple(self, table: str, gets: list[Any]) -> list[Any]:
         return list(self._client.getMultiple(table.encode(), gets))
