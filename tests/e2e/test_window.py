@@ -72,6 +72,10 @@ sink:
   columns: {{d: [window_start, window_end, amount_sum, orders]}}
 dead_letter: {{topic: w{u}.orders.dlq}}
 process: {{trigger: 1 second, max_offsets_per_trigger: 1500}}
+expectations:
+  - {{name: real_status, allowed: {{column: status, values: [new, paid, shipped]}}, action: dead_letter}}
+  - {{name: small_quantity, range: {{column: quantity, max: 8}}, action: drop}}
+  - {{name: has_time, not_null: updated_at, action: fail}}
 """)
     return path
 
@@ -88,10 +92,20 @@ def test_window_aggregates_and_late_data(stack, spark, unique, tmp_path) -> None
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
 
     # The oracle: the good Hive rows, summed per customer and hour in plain Python (exact decimals).
+    # Expectations (stateful mode too): status 'test' is dead-lettered, quantity 9 dropped and counted.
     bad = malformed_ids(0, ROWS)
     expected: dict[tuple[str, datetime], list[Any]] = defaultdict(lambda: [Decimal(0), 0])
-    for r in spark.sql(f"SELECT order_id, customer_id, amount, updated_at FROM {spec.source.table}").collect():
-        if r.order_id not in bad:
+    rows = spark.sql(f"SELECT order_id, customer_id, amount, quantity, status, updated_at FROM {spec.source.table}")
+    dropped = too_many = 0
+    for r in rows.collect():
+        if r.order_id in bad:
+            continue
+        too_many += r.quantity > 8
+        if r.status == "test":
+            bad[r.order_id] = "expectation_failed"
+        elif r.quantity > 8:
+            dropped += 1
+        else:
             acc = expected[(r.customer_id, _hour(r.updated_at))]
             acc[0] += Decimal(r.amount)
             acc[1] += 1
@@ -108,15 +122,21 @@ def test_window_aggregates_and_late_data(stack, spark, unique, tmp_path) -> None
         assert got == dict(expected)
 
     check()
-    assert 4_000 < len(expected) < ROWS
+    assert 3_000 < len(expected) < ROWS and dropped > 100
     dlq = dead_letters(stack.config.kafka_bootstrap, spec.dead_letter.topic)
     assert {k: v["reason"] for k, v in dlq.items()} == bad
+    counters = json.loads(PipelineContext(spec).progress_path("process").read_text())["counters"]
+    assert counters["expectation_small_quantity_failed"] == too_many  # dead-lettered ones included
+    assert counters["expectations_dropped"] == dropped
+    assert counters["expectation_real_status_failed"] == sum(1 for v in bad.values() if v == "expectation_failed")
+    assert counters["expectation_has_time_failed"] == 0
 
     # Later: one record far behind the watermark (late: dead-lettered, its window never written) and
     # one inside an existing window (that window's row is rewritten with the new totals).
     record = json.loads(read_topic(stack.config.kafka_bootstrap, spec.topic.name)[0].value())
     (customer, hour), _ = sorted(expected.items())[0]
     late_ts = datetime(2024, 12, 29, 10, 0, tzinfo=UTC)
+    record.update(status="paid", quantity=1)
     on_time = {**record, "order_id": 900_002, "customer_id": customer, "amount": 10.25,
                "updated_at": (hour + timedelta(minutes=30)).isoformat()}  # fmt: skip
     late = {**record, "order_id": 900_001, "customer_id": "c00001", "amount": 1.00, "updated_at": late_ts.isoformat()}

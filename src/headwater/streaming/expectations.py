@@ -253,7 +253,10 @@ def flag_expectations(df: DataFrame, expectations: list[Expectation]) -> DataFra
 
 
 def apply_expectations(
-    df: DataFrame, expectations: list[Expectation], counts: dict[str, dict[str, Any]] | None = None
+    df: DataFrame,
+    expectations: list[Expectation],
+    counts: dict[str, dict[str, Any]] | None = None,
+    check_fail: bool = True,
 ) -> DataFrame:
     """Check ``expectations`` on the decoded records ``df`` (with ``_hw_error``/``_hw_error_detail``).
 
@@ -261,6 +264,8 @@ def apply_expectations(
     and ``_hw_error_detail`` naming the first failing ``dead_letter`` rule, and without the records
     failing a ``drop`` rule (unless they are dead-lettered). Lazy, except for ``fail`` rules: they are
     checked now, from ``counts`` (:func:`count_expectations` of the same ``df``) when given.
+    With ``check_fail=False`` (a streaming frame, where nothing can be checked now) records failing
+    a ``fail`` rule are removed instead; whoever checks them (the side query) stops the pipeline.
 
     Raises:
         ExpectationFailed: a record fails a ``fail`` rule.
@@ -274,7 +279,7 @@ def apply_expectations(
         return df
     flagged = flag_expectations(df, expectations)
     for e in expectations:
-        if e.action != "fail":
+        if e.action != "fail" or not check_fail:
             continue
         failed = counts[e.name]["failed"] if counts is not None and e.name in counts else None
         if failed == 0:
@@ -303,6 +308,9 @@ def apply_expectations(
         )
     if drop:
         flagged = flagged.where(~_dropped(drop, dead))
+    fail = [e for e in expectations if e.action == "fail"]
+    if fail and not check_fail:
+        flagged = flagged.where(~_any(fail))
     return flagged
 
 

@@ -316,7 +316,11 @@ class ProcessStage:
         assert self.schema is not None
         base = self.ctx.checkpoint.rstrip("/")
         self.watermarks = BatchWatermarks(self.spark, f"{base}/main", self.spec.topic.name)
-        df = dec.good_records(dec.decode(self._kafka_stream(), self.schema, self.required), self.schema)
+        decoded = dec.decode(self._kafka_stream(), self.schema, self.required)
+        # Expectations: drop and dead_letter rows leave the main query here; the side query counts,
+        # dead-letters and, for a `fail` rule, stops the pipeline (the main query never writes such a row).
+        decoded = apply_expectations(decoded, self.spec.expectations, check_fail=False)
+        df = dec.good_records(decoded, self.schema)
         for i, t in enumerate(self.ctx.transforms):
             df = t.apply(df)
             if dec.ERROR in df.columns and i < self._cut:  # the side query dead-letters these
@@ -361,10 +365,14 @@ class ProcessStage:
 
         assert self.schema is not None
         t0 = time.time()
-        decoded = dec.decode(batch, self.schema, self.required).persist(StorageLevel.MEMORY_AND_DISK)
-        cached: list[DataFrame] = [decoded]
+        raw = dec.decode(batch, self.schema, self.required).persist(StorageLevel.MEMORY_AND_DISK)
+        cached: list[DataFrame] = [raw]
         failed = late = 0
         try:
+            exp_counts = count_expectations(raw, self.spec.expectations)
+            with self._lock:  # before a `fail` rule raises: the counts show what stopped the pipeline
+                self.progress.add(**progress_counters(exp_counts))
+            decoded = apply_expectations(raw, self.spec.expectations, exp_counts)
             stats = decoded.groupBy(F.col(dec.ERROR).isNull().alias("ok")).count().collect()
             rows_in = sum(r["count"] for r in stats)
             bad = sum(r["count"] for r in stats if not r["ok"])
