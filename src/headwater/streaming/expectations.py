@@ -335,23 +335,34 @@ def count_expectations(df: DataFrame, expectations: list[Expectation]) -> dict[s
     so the values add up to the records removed. Call it on the frame *before*
     :func:`apply_expectations` (dropped records are gone after it). One Spark job; none without rules.
     """
-    from pyspark.sql import functions as F
-
     if not expectations:
         return {}
     flagged = df if all(e.flag in df.columns for e in expectations) else flag_expectations(df, expectations)
+    row = flagged.agg(*expectation_aggregates(expectations)).first()
+    return expectation_counts(row.asDict() if row else {}, expectations)
+
+
+def expectation_aggregates(expectations: list[Expectation]) -> list[Column]:
+    """The aggregates behind :func:`count_expectations`, over flagged records (for ``observe`` too)."""
+    from pyspark.sql import functions as F
+
     dead = [e for e in expectations if e.action == "dead_letter"]
     drop = [e for e in expectations if e.action == "drop"]
     aggs = [F.sum(F.col(e.flag).cast("long")).alias(f"f{i}") for i, e in enumerate(expectations)]
     for j, e in enumerate(drop):
         first = F.col(e.flag) & ~_any(drop[:j]) & ~_any(dead)
         aggs.append(F.sum(first.cast("long")).alias(f"d{j}"))
-    row = flagged.agg(*aggs).first()
+    return aggs
+
+
+def expectation_counts(row: dict[str, Any], expectations: list[Expectation]) -> dict[str, dict[str, Any]]:
+    """The counts of :func:`count_expectations` from a row of :func:`expectation_aggregates`."""
+    drop = [e for e in expectations if e.action == "drop"]
     out: dict[str, dict[str, Any]] = {}
     for i, e in enumerate(expectations):
-        out[e.name] = {"failed": int((row[f"f{i}"] if row else 0) or 0), "action": e.action}
+        out[e.name] = {"failed": int(row.get(f"f{i}") or 0), "action": e.action}
     for j, e in enumerate(drop):
-        out[e.name]["dropped"] = int((row[f"d{j}"] if row else 0) or 0)
+        out[e.name]["dropped"] = int(row.get(f"d{j}") or 0)
     return out
 
 

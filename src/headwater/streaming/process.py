@@ -26,7 +26,9 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from headwater import kafka
@@ -139,13 +141,79 @@ class ProcessStage:
         return any(getattr(t, "stateful", False) for t in self.ctx.transforms)
 
     # --- one micro-batch ------------------------------------------------------------------------
+    @property
+    def one_pass(self) -> bool:
+        """Whether batches take the one-pass path (:mod:`headwater.streaming.observe`).
+
+        Not with a ``fail`` expectation (it is checked before anything is written) nor with a
+        transform that marks failed rows (their dead letters join back to the decoded batch): those
+        batches are decoded once into a cache instead.
+        """
+        return not any(e.action == "fail" for e in self.spec.expectations) and not any(
+            getattr(t, "marks_errors", False) for t in self.ctx.transforms
+        )
+
     def process_batch(self, batch: DataFrame, batch_id: int) -> None:
+        t0 = time.time()
+        out = self._one_pass_batch(batch) if self.one_pass else self._cached_batch(batch)
+        fault_point("process.after_sink")
+        result = out.result
+        dead = out.bad + out.failed + out.rejected
+        with self._lock:
+            for ts_ms, count in out.timestamps_ms:
+                self.latency.record(out.written_at * 1000 - ts_ms, count)
+            self.progress.add(
+                batches=1, rows_in=out.rows, rows_written=result.get("written", 0),
+                rows_deduped=result.get("deduped", 0), dead_lettered=dead,
+                filtered=max(0, out.rows - out.bad - out.failed - result.get("rows", 0)),
+                write_calls=result.get("calls", 0), write_retries=result.get("retries", 0),
+                busy_seconds=time.time() - t0,
+            )  # fmt: skip
+            self.progress.add(**progress_counters(out.expectations))
+            self.progress.set(last_batch=batch_id, latency_ms=self.latency.to_list(),
+                              p50_ms=self.latency.percentile(0.5), p99_ms=self.latency.percentile(0.99))  # fmt: skip
+            self.progress.flush()
+        log.info("batch %d: %d in, %d written, %d dead-lettered in %.2fs", batch_id, out.rows,
+                 result.get("written", 0), dead, time.time() - t0)  # fmt: skip
+
+    def _one_pass_batch(self, batch: DataFrame) -> _Batch:
+        """Decode, check, transform and write in one job; counts come with it (see :mod:`observe`)."""
+        from headwater.streaming import observe
+        from headwater.streaming.expectations import expectation_aggregates, expectation_counts, flag_expectations
+
+        assert self.schema is not None
+        rules = self.spec.expectations
+        decoded = dec.decode(batch, self.schema, self.required)
+        exp_obs = None
+        if rules:
+            from pyspark.sql import Observation
+
+            exp_obs = Observation(f"headwater_rules_{uuid.uuid4().hex}")
+            flagged = flag_expectations(decoded, rules).observe(exp_obs, *expectation_aggregates(rules))
+            decoded = apply_expectations(flagged, rules, check_fail=False)
+        observed, obs = observe.counted(decoded)
+        result = self.ctx.sink.write(self._transform(dec.good_records(observed, self.schema)))
+        written_at = time.time()
+        if not observe.complete(obs):  # a sink that ran no action over the records: count them now
+            observed.count()
+        counts = observe.read(obs)
+        if counts.bad:
+            again = dec.decode(observe.at_positions(batch, counts.bad_positions), self.schema, self.required)
+            bad = dec.bad_records(apply_expectations(again, rules, check_fail=False) if rules else again)
+            dlq.write(dlq.envelopes(bad, self.spec.name, "decode"), self.spec.connections.kafka,
+                      self.spec.dead_letter.topic)  # fmt: skip
+        rejected = self._send_rejected(result)
+        exp_counts = expectation_counts(exp_obs.get, rules) if exp_obs is not None else {}
+        return _Batch(counts.rows, counts.bad, 0, rejected, result, exp_counts, counts.timestamps_ms, written_at)
+
+    def _cached_batch(self, batch: DataFrame) -> _Batch:
+        """Decode once into a cache that the checks, the sink and the dead letters all read."""
         from pyspark import StorageLevel
         from pyspark.sql import functions as F
 
         assert self.schema is not None
-        t0 = time.time()
         raw = dec.decode(batch, self.schema, self.required).persist(StorageLevel.MEMORY_AND_DISK)
+        cached: list[DataFrame] = []
         try:
             exp_counts = count_expectations(raw, self.spec.expectations)
             decoded = apply_expectations(raw, self.spec.expectations, exp_counts)
@@ -155,7 +223,6 @@ class ProcessStage:
             bad = sum(r["count"] for r in stats if not r["ok"])
             result: dict[str, Any] = {"rows": 0, "written": 0, "deduped": 0, "rejected": []}
             errors: list[DataFrame] = []
-            cached: list[DataFrame] = []
             if rows_in - bad > 0:
                 result = self.ctx.sink.write(self._transform(dec.good_records(decoded, self.schema), errors, cached))
             written_at = time.time()
@@ -168,23 +235,8 @@ class ProcessStage:
             for df in cached:
                 df.unpersist()
             raw.unpersist()
-        fault_point("process.after_sink")
-        with self._lock:
-            for r in stats:
-                if r["ok"]:
-                    self.latency.record(written_at * 1000 - r["b"] * 10 - 5, r["count"])
-            self.progress.add(
-                batches=1, rows_in=rows_in, rows_written=result.get("written", 0),
-                rows_deduped=result.get("deduped", 0), dead_lettered=bad + failed + rejected,
-                filtered=max(0, rows_in - bad - failed - result.get("rows", 0)), write_calls=result.get("calls", 0),
-                write_retries=result.get("retries", 0), busy_seconds=time.time() - t0,
-            )  # fmt: skip
-            self.progress.add(**progress_counters(exp_counts))
-            self.progress.set(last_batch=batch_id, latency_ms=self.latency.to_list(),
-                              p50_ms=self.latency.percentile(0.5), p99_ms=self.latency.percentile(0.99))  # fmt: skip
-            self.progress.flush()
-        log.info("batch %d: %d in, %d written, %d dead-lettered in %.2fs", batch_id, rows_in,
-                 result.get("written", 0), bad + failed + rejected, time.time() - t0)  # fmt: skip
+        stamps = [(r["b"] * 10 + 5, r["count"]) for r in stats if r["ok"]]
+        return _Batch(rows_in, bad, failed, rejected, result, exp_counts, stamps, written_at)
 
     # --- the query ------------------------------------------------------------------------------
     def start(self, available_now: bool = False) -> StreamingQuery:
@@ -410,6 +462,20 @@ class ProcessStage:
         if n and self._window.config.late == "dead_letter":
             self._dead_letter([late], decoded, "window")
         return n
+
+
+@dataclass
+class _Batch:
+    """The outcome of one micro-batch, whichever path it took."""
+
+    rows: int
+    bad: int
+    failed: int
+    rejected: int
+    result: dict[str, Any]
+    expectations: dict[str, dict[str, Any]]
+    timestamps_ms: list[tuple[float, int]]  # Kafka append times of the written records: (ms, records)
+    written_at: float
 
 
 class QueryFailed(RuntimeError):
