@@ -110,7 +110,12 @@ def test_doubles_value_by_value(values: list[Any]) -> None:
 
 def test_json_maps_become_objects() -> None:
     arr = pa.array([[("b", 1), ("a", 2)], None, []], pa.map_(pa.string(), pa.int32()))
-    assert encode_column(arr, "json").values == [b'{"a":2,"b":1}', None, b"[]"]
+    assert encode_column(arr, "json").values == [b'{"a":2,"b":1}', None, b"{}"]
+    nested = pa.array(
+        [{"m": [], "l": [[("k", "v")]]}],
+        pa.struct([("m", pa.map_(pa.string(), pa.string())), ("l", pa.list_(pa.map_(pa.string(), pa.string())))]),
+    )
+    assert encode_column(nested, "json").values == [b'{"l":[{"k":"v"}],"m":{}}']
 
 
 def test_mismatched_types_fall_back_and_name_the_value() -> None:

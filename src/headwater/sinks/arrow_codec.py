@@ -78,12 +78,27 @@ def _binary_list(array: pa.Array) -> list[bytes | None]:
     return out
 
 
+def typed_plain(value: Any, arrow_type: pa.DataType) -> Any:
+    """Like :func:`plain`, but led by the Arrow type, so an empty map is ``{}`` and not ``[]``."""
+    import pyarrow as pa
+
+    if value is None:
+        return None
+    if pa.types.is_map(arrow_type):
+        return {str(k): typed_plain(v, arrow_type.item_type) for k, v in value}
+    if pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type):
+        return [typed_plain(v, arrow_type.value_type) for v in value]
+    if pa.types.is_struct(arrow_type):
+        return {f.name: typed_plain(value.get(f.name), f.type) for f in arrow_type}
+    return value
+
+
 def _one_by_one(array: pa.Array, type_name: str) -> EncodedColumn:
     values: list[bytes | None] = []
     errors: dict[int, str] = {}
     for index, value in enumerate(array.to_pylist()):
         try:
-            values.append(encode_value(plain(value) if type_name == "json" else value, type_name))
+            values.append(encode_value(typed_plain(value, array.type) if type_name == "json" else value, type_name))
         except CodecError as exc:
             values.append(None)
             errors[index] = str(exc)

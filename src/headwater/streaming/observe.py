@@ -9,7 +9,8 @@ The observation also keeps the filter that picks the good records above the deco
 it, Spark would inline the error expression, and its JSON parses, once per reference.
 
 The bad records are few; only their positions travel to the driver, and :func:`at_positions`
-reads just those back from the micro-batch to dead-letter them.
+reads just those back from the micro-batch to dead-letter them (one more read of the batch from
+Kafka, no decode of the good records).
 """
 
 from __future__ import annotations
@@ -68,8 +69,12 @@ def read(obs: Observation) -> BatchCounts:
 
 
 def at_positions(batch: DataFrame, positions: list[tuple[int, int]]) -> DataFrame:
-    """The Kafka rows of ``batch`` at ``positions`` (a broadcast semi-join: only they get decoded)."""
+    """The Kafka rows of ``batch`` at ``positions``, materialized (a broadcast semi-join).
+
+    Materialized so that whatever is planned on top (decode, then a filter on its error column)
+    runs on these rows only: a filter would otherwise be pushed below the join, onto every row.
+    """
     from pyspark.sql import functions as F
 
     wanted = batch.sparkSession.createDataFrame(positions, "partition int, offset long")
-    return batch.join(F.broadcast(wanted), ["partition", "offset"], "left_semi")
+    return batch.join(F.broadcast(wanted), ["partition", "offset"], "left_semi").localCheckpoint(eager=True)
