@@ -315,8 +315,7 @@ class ProcessStage:
         finally:
             if self.side_query is not None:
                 self.stop_event.set()  # a side batch waiting for the main query gives up
-            for q in reversed(queries):
-                q.stop()
+            _stop_between_batches(queries)
         self.progress.set(state="drained" if until_drained else "stopped")
         self.progress.flush()
         return dict(self.progress.data)
@@ -486,6 +485,22 @@ _TRANSIENT = (
     "TTransportException", "ConnectionRefusedError", "Connection refused", "TimeoutException", "timed out",
     "NetworkException", "TIOError", "ServiceUnavailable", "NotLeaderOrFollower", "BrokenPipeError",
 )  # fmt: skip
+
+
+STOP_GRACE_SECONDS = 60.0
+
+
+def _stop_between_batches(queries: list[StreamingQuery]) -> None:
+    """Stop the queries, letting a micro-batch in flight finish first (sink, dead letters, commit).
+
+    ``StreamingQuery.stop`` interrupts a running batch; it would be replayed on restart (nothing is
+    lost), but its rows would already be in the sink while its dead letters and counts were not.
+    """
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for q in reversed(queries):
+        while q.isActive and q.status["isTriggerActive"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        q.stop()
 
 
 def _is_transient(message: str) -> bool:
