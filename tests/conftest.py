@@ -7,6 +7,7 @@ stack a developer runs for the demo. A stack that fails to start fails the suite
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,6 +91,7 @@ def spark(request, stack_config):  # type: ignore[no-untyped-def]
             warehouse_dir=f"file://{cfg.warehouse_dir}", jars=spark_kafka_jars(cfg),
         )  # fmt: skip
     else:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers (mapInArrow) need pyarrow
         session = (
             SparkSession.builder.master("local[2]").appName("headwater-spark-tier")
             .config("spark.sql.shuffle.partitions", "2").config("spark.ui.enabled", "false")

@@ -8,13 +8,15 @@ because the JVM decodes while the Python writer waits for HBase, decoding and wr
 The observation also keeps the filter that picks the good records above the decode: pushed below
 it, Spark would inline the error expression, and its JSON parses, once per reference.
 
-The bad records are few; only their positions travel to the driver, and :func:`at_positions`
-reads just those back from the micro-batch to dead-letter them (one more read of the batch from
-Kafka, no decode of the good records).
+The bad records are few; only their positions travel to the driver, and :func:`bad_records_at`
+reads just those back to dead-letter them: straight from Kafka by offset when there are a few
+(milliseconds), else from the micro-batch by a semi-join (one more read of the batch from Kafka;
+still no decode of the good records).
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,7 +26,10 @@ from headwater.streaming.decode import ERROR
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Observation
 
+    from headwater.spec.models import KafkaConnection
+
 HISTOGRAM_BINS = 64
+DIRECT_FETCH_MAX = 500  # bad records per batch read back by offset with a plain consumer
 
 
 @dataclass
@@ -66,6 +71,48 @@ def read(obs: Observation) -> BatchCounts:
     bins = [(float(b["x"]), round(float(b["y"]))) for b in (m.get("ts") or [])]
     positions = [(int(p["_hw_partition"]), int(p["_hw_offset"])) for p in (m.get("positions") or [])]
     return BatchCounts(int(m["rows"]), int(m["bad"]), bins, positions)
+
+
+def bad_records_at(batch: DataFrame, conn: KafkaConnection, topic: str,
+                   positions: list[tuple[int, int]]) -> DataFrame:  # fmt: skip
+    """The Kafka rows of ``batch`` at ``positions`` (columns as Spark's Kafka source gives them)."""
+    if len(positions) <= DIRECT_FETCH_MAX:
+        rows = fetch_by_offset(conn, topic, positions)
+        if rows is not None:
+            return batch.sparkSession.createDataFrame(rows, batch.select(*_KAFKA_COLUMNS).schema)
+    return at_positions(batch, positions).select(*_KAFKA_COLUMNS)
+
+
+_KAFKA_COLUMNS = ["key", "value", "topic", "partition", "offset", "timestamp"]
+
+
+def fetch_by_offset(conn: KafkaConnection, topic: str, positions: list[tuple[int, int]],
+                    timeout: float = 30.0) -> list[tuple[Any, ...]] | None:  # fmt: skip
+    """Read the records at ``positions`` with one consumer; None if one is not there any more."""
+    from datetime import UTC, datetime
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from headwater.kafka import client_config
+
+    consumer = Consumer(client_config(conn, **{"group.id": "headwater-dlq-readback", "enable.auto.commit": False}))
+    out = []
+    try:
+        for partition, offset in sorted(positions):
+            consumer.assign([TopicPartition(topic, partition, offset)])
+            deadline = time.monotonic() + timeout
+            msg = None
+            while msg is None and time.monotonic() < deadline:
+                msg = consumer.poll(1.0)
+                if msg is not None and msg.error():
+                    return None
+            if msg is None or msg.offset() != offset:
+                return None
+            ts = datetime.fromtimestamp(msg.timestamp()[1] / 1000, UTC)
+            out.append((msg.key(), msg.value(), topic, partition, offset, ts))
+    finally:
+        consumer.close()
+    return out
 
 
 def at_positions(batch: DataFrame, positions: list[tuple[int, int]]) -> DataFrame:

@@ -198,7 +198,9 @@ class ProcessStage:
             observed.count()
         counts = observe.read(obs)
         if counts.bad:
-            again = dec.decode(observe.at_positions(batch, counts.bad_positions), self.schema, self.required)
+            rows = observe.bad_records_at(batch, self.spec.connections.kafka, self.spec.topic.name,
+                                          counts.bad_positions)  # fmt: skip
+            again = dec.decode(rows, self.schema, self.required)
             bad = dec.bad_records(apply_expectations(again, rules, check_fail=False) if rules else again)
             dlq.write(dlq.envelopes(bad, self.spec.name, "decode"), self.spec.connections.kafka,
                       self.spec.dead_letter.topic)  # fmt: skip
