@@ -9,14 +9,8 @@ Every micro-batch (``foreachBatch``):
 
 Rows a transform marks with ``_hw_error`` (``python`` failures) are split off and dead-lettered.
 
-Stateful mode (a transform with ``stateful = True``): state lives in the query, so the stage runs two
-queries in one SparkSession. ``<checkpoint>/main``: Kafka -> decode -> transforms on the streaming
-DataFrame -> ``foreachBatch`` that only writes to the sink (output mode ``update`` with a window,
-else ``append``). ``<checkpoint>/dlq`` (side query): Kafka -> decode -> ``foreachBatch`` that
-dead-letters decode failures and replays the stateless transforms before the first window (or last
-stateful transform) to dead-letter their ``_hw_error`` rows (the main query drops them before its
-state) and to find the window's late rows against the main query's per-batch watermarks
-(:class:`headwater.transforms.window.BatchWatermarks`; it waits for the main query to plan them).
+Stateful mode (a transform with ``stateful = True``) runs two queries: see
+:mod:`headwater.streaming.stateful`.
 """
 
 from __future__ import annotations
@@ -42,6 +36,7 @@ from headwater.streaming.expectations import (
     progress_counters,
     validate_expectations,
 )
+from headwater.streaming.stateful import StatefulMode
 from headwater.testing import fault_point
 from headwater.transforms.python import dead_letter_rows, split_errors
 
@@ -55,7 +50,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("headwater.process")
 
 
-class ProcessStage:
+class ProcessStage(StatefulMode):
     """Runs the streaming query of one pipeline in this process."""
 
     def __init__(self, ctx: PipelineContext, spark: SparkSession | None = None) -> None:
@@ -344,125 +339,6 @@ class ProcessStage:
             env = dlq.rejected_envelopes(self.spark, rejected, self.spec.name, self.spec.topic.name)
             dlq.write(env, self.spec.connections.kafka, self.spec.dead_letter.topic)
         return len(rejected)
-
-    # --- stateful mode ----------------------------------------------------------------------------
-    def _plan_stateful(self, empty: DataFrame) -> None:
-        """The side query's transforms (own instances: its enrich refreshes spare the main's copy) and window."""
-        ts = self.ctx.transforms
-        windows = [i for i, t in enumerate(ts) if hasattr(t, "late_condition")]
-        self._cut = windows[0] if windows else max(i for i, t in enumerate(ts) if getattr(t, "stateful", False))
-        self._window = ts[self._cut] if windows else None
-        replay = [type(t)(t.config) for t in ts[: self._cut] if not getattr(t, "stateful", False)]
-        needed = self._window is not None or any(getattr(t, "marks_errors", False) for t in replay)
-        self._replay = replay if needed else None
-        out = functools.reduce(lambda df, t: split_errors(t.apply(df), None, None), self._replay or [], empty)
-        lost = [c for c in ("_hw_partition", "_hw_offset") if c not in out.columns]
-        if self._window is not None and lost:
-            raise ConfigError(f"transforms: the window's late-data check needs {lost} in the records reaching it; "
-                              "keep them in the transforms before the window (select columns / SELECT *)")  # fmt: skip
-
-    def _start_stateful(self, available_now: bool) -> StreamingQuery:
-        from pyspark.sql import functions as F
-
-        from headwater.transforms.window import BatchWatermarks
-
-        assert self.schema is not None
-        base = self.ctx.checkpoint.rstrip("/")
-        self.watermarks = BatchWatermarks(self.spark, f"{base}/main", self.spec.topic.name)
-        decoded = dec.decode(self._kafka_stream(), self.schema, self.required)
-        # Expectations: drop and dead_letter rows leave the main query here; the side query counts,
-        # dead-letters and, for a `fail` rule, stops the pipeline (the main query never writes such a row).
-        decoded = apply_expectations(decoded, self.spec.expectations, check_fail=False)
-        df = dec.good_records(decoded, self.schema)
-        for i, t in enumerate(self.ctx.transforms):
-            df = t.apply(df)
-            if dec.ERROR in df.columns and i < self._cut:  # the side query dead-letters these
-                df = df.where(F.col(dec.ERROR).isNull()).drop(dec.ERROR, dec.ERROR_DETAIL)
-        main = (df.writeStream.foreachBatch(self.write_batch).outputMode("update" if self._window else "append")
-                .option("checkpointLocation", f"{base}/main").queryName(f"headwater_{self.spec.name}"))  # fmt: skip
-        side = (self._kafka_stream().writeStream.foreachBatch(self.process_side_batch)
-                .option("checkpointLocation", f"{base}/dlq").queryName(f"headwater_{self.spec.name}_dlq"))  # fmt: skip
-        self._main = self._trigger(main, available_now).start()
-        self.side_query = self._trigger(side, available_now).start()
-        return self._main
-
-    def write_batch(self, df: DataFrame, batch_id: int) -> None:
-        """Main query of stateful mode: one micro-batch of transformed rows -> the sink."""
-
-        t0 = time.time()
-        errors: list[DataFrame] = []
-        cached: list[DataFrame] = []
-        try:  # rows marked by a transform after the stateful ones: dead-lettered as they are
-            df = split_errors(df, errors, cached)
-            failed = self._dead_letter(errors, None, "transform")
-            result = self.ctx.sink.write(df)
-            rejected = self._send_rejected(result)
-        finally:
-            for c in cached:
-                c.unpersist()
-        fault_point("process.after_sink")
-        with self._lock:
-            self.progress.add(
-                batches=1, rows_written=result.get("written", 0), rows_deduped=result.get("deduped", 0),
-                dead_lettered=failed + rejected, write_calls=result.get("calls", 0),
-                write_retries=result.get("retries", 0), busy_seconds=time.time() - t0,
-            )  # fmt: skip
-            self.progress.set(last_batch=batch_id)
-            self.progress.flush()
-        log.info("batch %d: %d written in %.2fs", batch_id, result.get("written", 0), time.time() - t0)
-
-    def process_side_batch(self, batch: DataFrame, batch_id: int) -> None:
-        """Side query of stateful mode: decode failures, transform failures and late rows -> dead letters."""
-        from pyspark import StorageLevel
-        from pyspark.sql import functions as F
-
-        assert self.schema is not None
-        t0 = time.time()
-        raw = dec.decode(batch, self.schema, self.required).persist(StorageLevel.MEMORY_AND_DISK)
-        cached: list[DataFrame] = [raw]
-        failed = late = 0
-        try:
-            exp_counts = count_expectations(raw, self.spec.expectations)
-            with self._lock:  # before a `fail` rule raises: the counts show what stopped the pipeline
-                self.progress.add(**progress_counters(exp_counts))
-            decoded = apply_expectations(raw, self.spec.expectations, exp_counts)
-            stats = decoded.groupBy(F.col(dec.ERROR).isNull().alias("ok")).count().collect()
-            rows_in = sum(r["count"] for r in stats)
-            bad = sum(r["count"] for r in stats if not r["ok"])
-            if bad:
-                dlq.write(dlq.envelopes(dec.bad_records(decoded), self.spec.name, "decode"),
-                          self.spec.connections.kafka, self.spec.dead_letter.topic)  # fmt: skip
-            if self._replay is not None and rows_in > bad:
-                errors: list[DataFrame] = []
-                df = dec.good_records(decoded, self.schema)
-                for t in self._replay:
-                    df = split_errors(t.apply(df), errors, cached)
-                failed = self._dead_letter(errors, decoded, "transform")
-                if self._window is not None:
-                    late = self._late_rows(df, decoded, cached)
-        finally:
-            for c in cached:
-                c.unpersist()
-        late_dl = late if self._window is not None and self._window.config.late == "dead_letter" else 0
-        with self._lock:
-            self.progress.add(side_batches=1, rows_in=rows_in, dead_lettered=bad + failed + late_dl,
-                              late_rows=late, busy_seconds=time.time() - t0)  # fmt: skip
-            self.progress.flush()
-        log.info("side batch %d: %d in, %d bad, %d failed, %d late", batch_id, rows_in, bad, failed, late)
-
-    def _late_rows(self, df: DataFrame, decoded: DataFrame, cached: list[DataFrame]) -> int:
-        """Count the rows the main query drops as late (and dead-letter them if the window says so)."""
-        from pyspark.sql import functions as F
-
-        last = {r[0]: r[1] for r in decoded.groupBy("_hw_partition").agg(F.max("_hw_offset")).collect()}
-        main = self._main
-        self.watermarks.wait(last, lambda: not self.stop_event.is_set() and main is not None and main.isActive)
-        late = self.watermarks.mark_late(df, self._window).persist()
-        cached.append(late)
-        n = late.count()
-        if n and self._window.config.late == "dead_letter":
-            self._dead_letter([late], decoded, "window")
-        return n
 
 
 @dataclass
