@@ -69,7 +69,7 @@ def sink_writer(cfg: Any, table: Any, batch_rows: int) -> float:
 def row_by_row(cfg: Any, table: Any, batch_rows: int = 1000) -> float:
     """The alternative design (the sink's first writer): Python rows, value-by-value codec, Thrift objects, no overlap."""
     from headwater.sinks import thrift2
-    from headwater.sinks.arrow_codec import cell_timestamp, plain
+    from headwater.sinks.arrow_codec import cell_timestamp, typed_plain
     from headwater.sinks.codec import encode_value
     from headwater.sinks.rowkey import RowKeyTemplate
 
@@ -83,7 +83,8 @@ def row_by_row(cfg: Any, table: Any, batch_rows: int = 1000) -> float:
         for batch in table.to_batches(max_chunksize=10_000):
             for rec in batch.to_pylist():
                 ts = cell_timestamp(rec["updated_at"], "timestamp")
-                triples = [(f, q, encode_value(plain(rec[c]) if t == "json" else rec[c], t)) for f, q, c, t in cells]
+                triples = [(f, q, encode_value(typed_plain(rec[c], batch.schema.field(c).type) if t == "json" else rec[c], t))
+                           for f, q, c, t in cells]  # fmt: skip
                 pending.append(thrift2.put_object(template.encode(rec), triples, ts, 3))
                 if len(pending) >= batch_rows:
                     client.put_multiple("bench:sink_path", pending)

@@ -27,21 +27,10 @@ from headwater.sinks.codec import EPOCH, CodecError, encode_value, to_int, to_ti
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["CONSTANT_TS", "EncodedColumn", "cell_timestamp", "encode_column", "plain", "version_millis"]
+__all__ = ["CONSTANT_TS", "EncodedColumn", "cell_timestamp", "encode_column", "typed_plain", "version_millis"]
 
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 CONSTANT_TS = 1  # cell timestamp when no `version` field is configured: deterministic, never the clock
-
-
-def plain(value: Any) -> Any:
-    """Arrow maps arrive as lists of (key, value) tuples; make them dicts, recursively."""
-    if isinstance(value, list):
-        if value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
-            return {str(k): plain(v) for k, v in value}
-        return [plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    return value
 
 
 def cell_timestamp(value: Any, type_name: str | None) -> int:
@@ -79,7 +68,8 @@ def _binary_list(array: pa.Array) -> list[bytes | None]:
 
 
 def typed_plain(value: Any, arrow_type: pa.DataType) -> Any:
-    """Like :func:`plain`, but led by the Arrow type, so an empty map is ``{}`` and not ``[]``."""
+    """A Python value from Arrow as JSON wants it: maps (lists of pairs in Arrow) become dicts, led by
+    the Arrow type, so an empty map is ``{}`` and not ``[]``."""
     import pyarrow as pa
 
     if value is None:

@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from headwater.sinks.arrow_codec import CONSTANT_TS, cell_timestamp, encode_column, version_millis
+from headwater.sinks.arrow_codec import CONSTANT_TS, encode_column, version_millis
 from headwater.sinks.codec import CodecError
 from headwater.sinks.rowkey import RowKeyError, RowKeyTemplate
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["CONSTANT_TS", "RESULT_SCHEMA", "CellSpec", "WriterDescription", "cell_timestamp", "make_writer"]
+__all__ = ["RESULT_SCHEMA", "CellSpec", "WriterDescription", "make_writer"]
 
 log = logging.getLogger("headwater.sinks.hbase")
 
