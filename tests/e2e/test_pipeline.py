@@ -99,8 +99,10 @@ def test_hbase_thrift_outage_is_retried_not_dead_lettered(stack, spark, unique, 
     create_orders(spark, spec.source.table, 9_000)
     assert run_cli("run", str(path), "--stage", "ingest", "--until-drained").returncode == 0
     progress = PipelineContext(spec).progress_path("process")
-    proc = subprocess.Popen([sys.executable, "-m", "headwater.cli", "run", str(path), "--stage", "process",
-                             "--until-drained"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    log = tmp_path / "process.log"
+    with log.open("w") as err_file:
+        proc = subprocess.Popen([sys.executable, "-m", "headwater.cli", "run", str(path), "--stage", "process",
+                                 "--until-drained"], stdout=subprocess.DEVNULL, stderr=err_file)  # fmt: skip
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:  # wait for the first written batch, then take Thrift2 away
         data = read_progress(progress) or {}
@@ -110,9 +112,17 @@ def test_hbase_thrift_outage_is_retried_not_dead_lettered(stack, spark, unique, 
     thrift2 = supervisor.find(stack.config.root, "hbase-thrift2")
     assert thrift2 is not None
     thrift2.kill()
-    time.sleep(15)  # the outage: the writer keeps retrying with backoff meanwhile
-    stack.up()  # brings Thrift2 back (only the missing service is started)
-    _out, err = proc.communicate(timeout=400)
+    # The outage lasts until the stage has shown it is riding it out: a writer's third retry (or a
+    # query restart) in its log; then Thrift2 comes back (only the missing service is started).
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        text = log.read_text(errors="replace")
+        if "; retry 3/" in text or "query failed with a transient error" in text:
+            break
+        time.sleep(0.2)
+    stack.up()
+    proc.wait(timeout=400)
+    err = log.read_text(errors="replace")
     assert proc.returncode == 0, err[-3000:]
     counters = (read_progress(progress) or {})["counters"]
     assert counters["write_retries"] + counters.get("query_restarts", 0) > 0
