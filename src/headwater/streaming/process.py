@@ -301,6 +301,8 @@ class ProcessStage(StatefulMode):
                     if not q.isActive:
                         exc = q.exception()
                         raise QueryFailed(f"streaming query {q.name} stopped: {exc}")
+                if self.stateful:
+                    self.refresh_planned()
                 lag = max(self.lag(q)[0] for q in queries)
                 with self._lock:
                     self.progress.set(lag=lag, input_rate=_rate(query))

@@ -64,12 +64,15 @@ class StatefulMode:
         def _send_rejected(self, result: dict[str, Any]) -> int: ...
 
     def _plan_stateful(self, empty: DataFrame) -> None:
-        """The side query's transforms (own instances: its enrich refreshes spare the main's copy) and window."""
+        """The side query's transforms (the main query's instances: one enrich copy for both) and window."""
         ts = self.ctx.transforms
+        for t in ts:  # planned once: a static table is refreshed in place (see refresh_planned)
+            if hasattr(t, "planned"):
+                t.planned = True
         windows = [i for i, t in enumerate(ts) if hasattr(t, "late_condition")]
         self._cut = windows[0] if windows else max(i for i, t in enumerate(ts) if getattr(t, "stateful", False))
         self._window = ts[self._cut] if windows else None
-        replay = [type(t)(t.config) for t in ts[: self._cut] if not getattr(t, "stateful", False)]
+        replay = [t for t in ts[: self._cut] if not getattr(t, "stateful", False)]
         needed = self._window is not None or any(getattr(t, "marks_errors", False) for t in replay)
         self._replay = replay if needed else None
         out = functools.reduce(lambda df, t: split_errors(t.apply(df), None, None), self._replay or [], empty)
@@ -102,6 +105,21 @@ class StatefulMode:
         self._main = self._trigger(main, available_now).start()
         self.side_query = self._trigger(side, available_now).start()
         return self._main
+
+    def refresh_planned(self) -> None:
+        """Re-read the static tables planned into the running queries (``enrich``) once they are stale.
+
+        A failed re-read keeps the copy in use and is tried again on the next call.
+        """
+        for t in self.ctx.transforms:
+            try:
+                refreshed = t.refresh_planned()
+            except Exception as exc:  # metastore or files away: keep the old copy, retry next time
+                log.warning("%s: refresh failed, keeping the loaded copy: %s", t.config.type, str(exc)[:300])
+                continue
+            if refreshed:
+                with self._lock:
+                    self.progress.add(**{f"{t.config.type}_refreshes": 1})
 
     def write_batch(self, df: DataFrame, batch_id: int) -> None:
         """Main query of stateful mode: one micro-batch of transformed rows -> the sink."""

@@ -29,3 +29,11 @@ class Transform(ABC):
     @abstractmethod
     def apply(self, df: DataFrame) -> DataFrame:
         """Return the transformed DataFrame (lazy; works on batch and streaming frames)."""
+
+    def refresh_planned(self) -> bool:
+        """Refresh outside data (a static table) that a running, planned-once query reads.
+
+        Called about every second by the process stage in stateful mode; returns True when it
+        re-read something. Nothing to refresh by default.
+        """
+        return False

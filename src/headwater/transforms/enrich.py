@@ -71,13 +71,15 @@ class EnrichConfig(TransformConfig):
 class EnrichTransform(Transform):
     """Add columns of a Hive dimension table to each record, by key.
 
-    The table is read once and cached; when the cached copy is older than ``refresh``, the next
-    ``apply`` re-reads it (``spark.catalog.refreshTable`` first, so new files and partitions are
-    seen) without restarting the query. In a stateless pipeline ``apply`` runs on every
-    micro-batch, so the records of a batch are joined with a copy at most ``refresh`` old. In a
-    stateful pipeline (with ``dedupe``/``window``) the query is planned once: the copy loaded when
-    the query started is used until the process stage restarts. Table keys should be unique: a
-    record matching N rows becomes N records.
+    The table is read once and cached; when the cached copy is older than ``refresh``, it is
+    re-read without restarting the query. In a stateless pipeline ``apply`` runs on every
+    micro-batch and re-reads a stale copy itself (``spark.catalog.refreshTable`` first, so new
+    files and partitions are seen): the records of a batch meet a copy at most ``refresh`` old. In
+    a stateful pipeline (with ``dedupe``/``window``) the query is planned once, with this copy in
+    its plan; the process stage then calls :meth:`refresh_planned` every second, which re-lists
+    the planned relation's files in place and re-caches the same plan, so the next micro-batch
+    joins with the new copy. Table keys should be unique: a record matching N rows becomes N
+    records.
 
     Example (spec)::
 
@@ -98,6 +100,10 @@ class EnrichTransform(Transform):
         self._dim: DataFrame | None = None
         self._loaded_at = 0.0
         self.loads = 0
+        self.planned = False  # set by the stateful mode: the copy is in a running plan, refresh in place
+
+    def _stale(self) -> bool:
+        return time.monotonic() - self._loaded_at >= self._refresh_seconds()
 
     def _refresh_seconds(self) -> float:
         return parse_interval(self.config.refresh)[1] / 1e6
@@ -107,7 +113,7 @@ class EnrichTransform(Transform):
         from pyspark.errors import AnalysisException
 
         c = self.config
-        if self._dim is not None and time.monotonic() - self._loaded_at < self._refresh_seconds():
+        if self._dim is not None and (self.planned or not self._stale()):
             return self._dim
         try:
             spark.catalog.refreshTable(c.table)
@@ -127,6 +133,26 @@ class EnrichTransform(Transform):
         log.info("enrich: loaded %s (%d rows)", c.table, rows)
         return dim
 
+    def refresh_planned(self) -> bool:
+        """Re-read the copy a running (planned once) query joins with, if older than ``refresh``.
+
+        ``refreshTable`` would not do: it builds a new relation and drops the cache, while the
+        running plan keeps the old relation and its file list (an overwritten table then fails with
+        FILE_NOT_EXIST). ``refreshByPath`` on the table's files re-lists the planned relation's own
+        file index and re-caches every plan that reads it; each micro-batch substitutes the cached
+        data when it is planned.
+        """
+        dim = self._dim
+        if dim is None or not self.planned or not self._stale():
+            return False
+        for path in _file_roots(dim):
+            dim.sparkSession.catalog.refreshByPath(path)
+        rows = dim.count()  # materialise the new cache now, not in the next micro-batch
+        self._loaded_at = time.monotonic()
+        self.loads += 1
+        log.info("enrich: re-read %s in place (%d rows)", self.config.table, rows)
+        return True
+
     def apply(self, df: DataFrame) -> DataFrame:
         from pyspark.sql import functions as F
 
@@ -145,3 +171,18 @@ class EnrichTransform(Transform):
             cond = eq if cond is None else cond & eq
         joined = df.join(right, cond, c.how)
         return joined.select(*[df[f"`{n}`"] for n in df.columns], *[right[f"`{n}`"] for n in c.columns])
+
+
+def _file_roots(df: DataFrame) -> list[str]:
+    """The root paths of the file relations (Hive tables are converted to them) ``df`` reads."""
+    roots: list[str] = []
+    leaves = df._jdf.queryExecution().analyzed().collectLeaves().iterator()
+    while leaves.hasNext():
+        leaf = leaves.next()
+        if leaf.getClass().getSimpleName() == "LogicalRelation":
+            relation = leaf.relation()
+            if relation.getClass().getSimpleName() == "HadoopFsRelation":
+                paths = relation.location().rootPaths().iterator()
+                while paths.hasNext():
+                    roots.append(str(paths.next().toString()))
+    return roots
