@@ -157,3 +157,33 @@ def test_negative_version_is_an_error_not_a_cell() -> None:
     assert "before 1970" in errors[0]
     with pytest.raises(CodecError, match="before 1970"):
         cell_timestamp(datetime(1969, 12, 31, tzinfo=UTC), "timestamp")
+
+
+KEY_TEMPLATES = ["{s}|{n:long}", "{s}", "{n}#{s}||{i:int}", "k:{i:int}{n:long}", "{n:int}|{s}", "{s}::{s}"]
+
+
+@PROPS
+@given(
+    st.sampled_from(KEY_TEMPLATES),
+    st.lists(st.tuples(st.one_of(st.none(), st.text(alphabet="ab|:#é", max_size=4)),
+                       st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
+                       st.integers(-(2**31), 2**31 - 1)), min_size=1, max_size=20),
+)  # fmt: skip
+def test_row_keys_column_wise_equal_the_template(template: str, rows: list[tuple[Any, Any, int]]) -> None:
+    from headwater.sinks.arrow_codec import encode_keys
+    from headwater.sinks.rowkey import RowKeyError, RowKeyTemplate
+
+    t = RowKeyTemplate.parse(template)
+    batch = pa.RecordBatch.from_pydict({"s": [r[0] for r in rows], "n": pa.array([r[1] for r in rows], pa.int64()),
+                                        "i": pa.array([r[2] for r in rows], pa.int32())})  # fmt: skip
+    keys = encode_keys(t, batch)
+    want: list[bytes | None] = []
+    for s, n, i in rows:
+        try:
+            want.append(t.encode({"s": s, "n": n, "i": i}))
+        except (RowKeyError, CodecError):
+            want.append(None)
+    if keys is None:  # declined: only when some row fails (the writer then names it row by row)
+        assert None in want
+    else:
+        assert keys == want

@@ -3,8 +3,9 @@
 :func:`encode_column` gives, for a whole Arrow column, exactly the bytes that
 :func:`~headwater.sinks.codec.encode_value` gives value by value (property-tested in
 ``tests/unit/test_arrow_codec.py``), but lets Arrow and numpy do the formatting where the Arrow type
-allows it: integers, booleans, dates, decimals, strings and timestamps. ``json``, ``double`` and any
-column whose Arrow type does not match its declared type go value by value through ``encode_value``.
+allows it: integers, booleans, dates, decimals, strings and timestamps, and ``json`` through
+:mod:`headwater.sinks.arrow_json`. ``double``, JSON it cannot reproduce exactly, and any column
+whose Arrow type does not match its declared type go value by value through ``encode_value``.
 
 Errors never abort a column: a value that cannot be encoded is reported by row index with the
 codec's message, and the writer rejects that one record.
@@ -22,12 +23,17 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
+from headwater.sinks.arrow_json import json_column
 from headwater.sinks.codec import EPOCH, CodecError, encode_value, to_int, to_timestamp
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["CONSTANT_TS", "EncodedColumn", "cell_timestamp", "encode_column", "typed_plain", "version_millis"]
+    from headwater.sinks.rowkey import RowKeyTemplate
+
+__all__ = [
+    "CONSTANT_TS", "EncodedColumn", "cell_timestamp", "encode_column", "encode_keys", "typed_plain", "version_millis",
+]  # fmt: skip
 
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 CONSTANT_TS = 1  # cell timestamp when no `version` field is configured: deterministic, never the clock
@@ -147,6 +153,8 @@ def encode_column(array: pa.Array | pa.ChunkedArray, type_name: str) -> EncodedC
         return EncodedColumn(_binary_list(array.cast(pa.date32()).cast(pa.string())))
     if type_name == "timestamp" and pa.types.is_timestamp(typ) and _years_ok(array):
         return EncodedColumn(_timestamps(array))
+    if type_name == "json" and (text := json_column(array)) is not None:
+        return EncodedColumn(text)
     return _one_by_one(array, type_name)
 
 
@@ -187,3 +195,51 @@ def version_millis(array: pa.Array | pa.ChunkedArray, type_name: str) -> tuple[l
             errors[index] = f"version {ms} ms is before 1970: HBase cell timestamps cannot be negative"
             raw[index] = None
     return raw, errors
+
+
+def encode_keys(template: RowKeyTemplate, batch: pa.RecordBatch) -> list[bytes] | None:
+    """The row keys of a batch as ``template.encode`` gives them, or None to build them row by row.
+
+    Covers literals, ``{field}`` over strings and integers, and ``{field:int|long}`` over integers,
+    when no key field is null and no value contains its separator; any other part or case is left
+    to ``template.encode``, which names the row and field that fail.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    parts: list[pa.Array | pa.Scalar] = []
+    for index, part in enumerate(template.parts):
+        if part.kind == "literal":
+            parts.append(pa.scalar(part.literal, pa.binary()))
+            continue
+        column = batch.column(part.field)
+        typ = column.type
+        if column.null_count:
+            return None
+        if part.kind == "string" and (pa.types.is_string(typ) or pa.types.is_integer(typ)):
+            data = column.cast(pa.string()).cast(pa.binary())
+            following = template.parts[index + 1] if index + 1 < len(template.parts) else None
+            sep = following.literal if following is not None else b""
+            if sep:  # the separator must first occur right after the value (see _Part.encode)
+                found = pc.find_substring(pc.binary_join_element_wise(data, sep, b""), sep)
+                if not pc.all(pc.equal(found, pc.binary_length(data))).as_py():
+                    return None
+            parts.append(data)
+        elif part.kind in _INT_RANGE and pa.types.is_integer(typ):
+            low, high = _INT_RANGE[part.kind]
+            lo, hi = pc.min_max(column).values()
+            if lo.as_py() < low or hi.as_py() > high:
+                return None
+            width = 4 if part.kind == "int" else 8
+            signed = column.cast(pa.int32() if width == 4 else pa.int64()).to_numpy()
+            flipped = signed.view(f"u{width}") ^ np.array(1 << (width * 8 - 1), f"u{width}")
+            raw = pa.py_buffer(flipped.astype(f">u{width}").tobytes())
+            fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(signed), [None, raw])
+            parts.append(fixed.cast(pa.binary()))
+        else:
+            return None
+    if not any(isinstance(p, pa.Array) for p in parts):
+        return None
+    keys: list[bytes] = pc.binary_join_element_wise(*parts, b"").to_pylist()
+    return keys

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from headwater.sinks.arrow_codec import CONSTANT_TS, encode_column, version_millis
+from headwater.sinks.arrow_codec import CONSTANT_TS, encode_column, encode_keys, version_millis
 from headwater.sinks.codec import CodecError
 from headwater.sinks.rowkey import RowKeyError, RowKeyTemplate
 
@@ -221,14 +221,18 @@ def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]],
                         errors.setdefault(i, f"version field {desc.version!r}: {msg}")
                 else:
                     versions = [CONSTANT_TS] * n
-                key_columns = [batch.column(f).to_pylist() for f in key_fields]
-                rows = zip(range(n), zip(*key_columns, strict=True), versions, zip(*columns, strict=True), strict=True)
-                for i, key_values, ts, values in rows:
+                keys = encode_keys(template, batch)
+                key_columns = [batch.column(f).to_pylist() for f in key_fields] if keys is None else []
+                for i, ts, values in zip(range(n), versions, zip(*columns, strict=True), strict=True):
                     if i in errors:
                         rejected.append(_rejection(batch, i, "encode_error", errors[i]))
                         continue
                     try:
-                        key = template.encode(dict(zip(key_fields, key_values, strict=True)))
+                        key = (
+                            keys[i]
+                            if keys is not None
+                            else template.encode({f: c[i] for f, c in zip(key_fields, key_columns, strict=True)})
+                        )
                     except (RowKeyError, CodecError, ValueError, TypeError) as exc:
                         rejected.append(_rejection(batch, i, "encode_error", str(exc)))
                         continue
