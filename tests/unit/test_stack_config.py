@@ -108,3 +108,11 @@ def test_port_taken_is_a_clear_error(tmp_path: Path) -> None:
             stack._check_ports_free(stack.service("metastore"))
     assert f"metastore: port 127.0.0.1:{port} is already in use" in str(err.value)
     assert "metastore.log" in str(err.value)
+
+
+def test_kafka_cluster_ids_never_look_like_an_option() -> None:
+    from headwater.stack.kafka import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(5000)]  # about 1 in 64 random ids starts with "-"
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)

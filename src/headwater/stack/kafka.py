@@ -77,10 +77,9 @@ class KafkaService(Service):
         (self.dir / "log4j2.properties").write_text(_LOG4J2)
         if (self.dir / "data" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = [
             java(), *self._jvm_opts(), "-cp", self.classpath(), "kafka.tools.StorageTool", "format",
-            "-t", cluster_id, "-c", str(self.dir / "server.properties"), "--ignore-formatted",
+            "-t", new_cluster_id(), "-c", str(self.dir / "server.properties"), "--ignore-formatted",
         ]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -95,3 +94,14 @@ class KafkaService(Service):
         admin = AdminClient({"bootstrap.servers": self.config.kafka_bootstrap, "log_level": 0})
         md = admin.list_topics(timeout=3)
         return len(md.brokers) > 0
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (22 url-safe base64 characters), never starting with ``-``.
+
+    The storage tool's argument parser would read a leading ``-`` as an option and fail; Kafka's own
+    ``Uuid.randomUuid`` redraws in that case too.
+    """
+    while (cluster_id := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return cluster_id
