@@ -59,6 +59,23 @@ def counted(decoded: DataFrame) -> tuple[DataFrame, Observation]:
     ), obs
 
 
+def stamped(df: DataFrame) -> tuple[DataFrame, Observation]:
+    """``df`` with a histogram of its ``_hw_kafka_ts`` observed (stateful mode: rows leaving the state)."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    obs = Observation(f"headwater_stamps_{uuid.uuid4().hex}")
+    ts_ms = F.col("_hw_kafka_ts").cast("double") * 1000
+    return df.observe(obs, F.histogram_numeric(ts_ms, F.lit(HISTOGRAM_BINS)).alias("ts")), obs
+
+
+def timestamps(obs: Observation) -> list[tuple[float, int]]:
+    """(centre ms, records) per bin of a completed :func:`stamped` observation; [] if none ran."""
+    if not complete(obs):
+        return []
+    return [(float(b["x"]), round(float(b["y"]))) for b in (obs.get.get("ts") or [])]
+
+
 def complete(obs: Observation) -> bool:
     """Whether the observed records went through an action (``Observation.get`` would block otherwise)."""
     jo: Any = obs._jo  # private, but its future is the only non-blocking check

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from headwater import kafka
-from headwater.errors import ConfigError, NotFoundError
+from headwater.errors import ConfigError, DataLossError, NotFoundError, TransientError
 from headwater.observability.progress import LatencyHistogram, ProgressFile
+from headwater.streaming import data_loss, dlq
 from headwater.streaming import decode as dec
-from headwater.streaming import dlq
 from headwater.streaming.expectations import (
     apply_expectations,
     count_expectations,
@@ -69,6 +69,8 @@ class ProcessStage(StatefulMode):
         self._replay: list[Any] | None = None
         self._window: Any = None
         self._cut = 0
+        self._lost: dict[tuple[int, int], int] = {}  # on_data_loss skip: (partition, first) -> last offset lost
+        self._kafka_away = False
 
     @property
     def spark(self) -> SparkSession:
@@ -155,8 +157,7 @@ class ProcessStage(StatefulMode):
         result = out.result
         dead = out.bad + out.failed + out.rejected
         with self._lock:
-            for ts_ms, count in out.timestamps_ms:
-                self.latency.record(out.written_at * 1000 - ts_ms, count)
+            self._record_latency(out.timestamps_ms, out.written_at)
             self.progress.add(
                 batches=1, rows_in=out.rows, rows_written=result.get("written", 0),
                 rows_deduped=result.get("deduped", 0), dead_lettered=dead,
@@ -165,11 +166,17 @@ class ProcessStage(StatefulMode):
                 busy_seconds=time.time() - t0,
             )  # fmt: skip
             self.progress.add(**progress_counters(out.expectations))
-            self.progress.set(last_batch=batch_id, latency_ms=self.latency.to_list(),
-                              p50_ms=self.latency.percentile(0.5), p99_ms=self.latency.percentile(0.99))  # fmt: skip
+            self.progress.set(last_batch=batch_id)
             self.progress.flush()
         log.info("batch %d: %d in, %d written, %d dead-lettered in %.2fs", batch_id, out.rows,
                  result.get("written", 0), dead, time.time() - t0)  # fmt: skip
+
+    def _record_latency(self, timestamps_ms: list[tuple[float, int]], written_at: float) -> None:
+        """Add (Kafka timestamp ms, records) written at ``written_at`` to the latency histogram (hold the lock)."""
+        for ts_ms, count in timestamps_ms:
+            self.latency.record(written_at * 1000 - ts_ms, count)
+        self.progress.set(latency_ms=self.latency.to_list(), p50_ms=self.latency.percentile(0.5),
+                          p99_ms=self.latency.percentile(0.99))  # fmt: skip
 
     def _one_pass_batch(self, batch: DataFrame) -> _Batch:
         """Decode, check, transform and write in one job; counts come with it (see :mod:`observe`)."""
@@ -248,7 +255,7 @@ class ProcessStage(StatefulMode):
         reader = (
             self.spark.readStream.format("kafka").options(**kafka.spark_options(self.spec.connections.kafka))
             .option("subscribe", self.spec.topic.name).option("startingOffsets", p.starting_offsets)
-            .option("failOnDataLoss", "true")
+            .option("failOnDataLoss", str(p.on_data_loss == "fail").lower())
         )  # fmt: skip
         if p.max_offsets_per_trigger:
             reader = reader.option("maxOffsetsPerTrigger", str(p.max_offsets_per_trigger))
@@ -262,10 +269,81 @@ class ProcessStage(StatefulMode):
         )
 
     def lag(self, query: StreamingQuery) -> tuple[int, dict[int, int]]:
-        """(total lag, end offsets) of the topic against what the query has committed."""
-        ends = kafka.end_offsets(self.spec.connections.kafka, self.spec.topic.name)
+        """(total lag, end offsets) of the topic against what the query has committed.
+
+        With ``on_data_loss: skip``, records that aged out ahead of the query are noted on the way.
+        """
+        marks = kafka.watermarks(self.spec.connections.kafka, self.spec.topic.name)
         done = committed_offsets(query, self.spec.topic.name)
+        if self.spec.process.on_data_loss == "skip":
+            self._note_lost(data_loss.lost_ranges(done, {p: low for p, (low, _) in marks.items()}))
+        ends = {p: high for p, (_, high) in marks.items()}
         return sum(max(0, end - done.get(p, 0)) for p, end in ends.items()), ends
+
+    def _max_lag(self, queries: list[StreamingQuery]) -> int | None:
+        """The largest lag of ``queries``; None while Kafka does not answer (the queries ride it out)."""
+        try:
+            lag = max(self.lag(q)[0] for q in queries)
+        except TransientError as exc:
+            if not self._kafka_away:
+                log.warning("lag unknown while Kafka does not answer (the query retries): %s", exc)
+            self._kafka_away = True
+            return None
+        if self._kafka_away:
+            log.warning("Kafka answers again; lag %d", lag)
+        self._kafka_away = False
+        return lag
+
+    def check_data_loss(self) -> None:
+        """Compare where each query's checkpoint reads next with the topic's log start offsets.
+
+        Records gone in between aged out (or were deleted) before the stage read them. With
+        ``on_data_loss: fail`` that stops the stage; with ``skip`` the ranges are recorded and the
+        query goes on past them.
+
+        Raises:
+            DataLossError: records were lost and ``on_data_loss`` is ``fail``; names every range.
+            TransientError: Kafka did not answer.
+        """
+        topic = self.spec.topic.name
+        log_start = kafka.start_offsets(self.spec.connections.kafka, topic)
+        found: list[data_loss.LostRange] = []
+        for checkpoint in self._checkpoints():
+            found += data_loss.lost_ranges(data_loss.next_offsets(self.spark, checkpoint, topic) or {}, log_start)
+        ranges = data_loss.merge(found)
+        if not ranges:
+            return
+        if self.spec.process.on_data_loss == "fail":
+            raise self._failed(DataLossError(data_loss.message(topic, ranges)))
+        self._note_lost(ranges)
+
+    def _checkpoints(self) -> list[str]:
+        """The checkpoint of every query the stage runs (stateful mode: main and dead-letter queries)."""
+        base = self.ctx.checkpoint.rstrip("/")
+        return [f"{base}/main", f"{base}/dlq"] if self.stateful else [self.ctx.checkpoint]
+
+    def _note_lost(self, ranges: list[data_loss.LostRange]) -> None:
+        """Record ranges skipped under ``on_data_loss: skip`` (each offset counted once)."""
+        for r in ranges:
+            before = self._lost.get((r.partition, r.first), r.first - 1)
+            if r.last <= before:
+                continue
+            self._lost[(r.partition, r.first)] = r.last
+            log.warning("on_data_loss skip: topic %s %s no longer in Kafka; skipped", self.spec.topic.name,
+                        r.describe())  # fmt: skip
+            with self._lock:
+                self.progress.add(records_lost=r.last - before)
+                self.progress.set(data_loss=[
+                    data_loss.LostRange(p, first, last).as_dict() for (p, first), last in sorted(self._lost.items())
+                ])  # fmt: skip
+                self.progress.flush()
+
+    def _failed(self, exc: Exception) -> Exception:
+        """Record ``exc`` as the stage's final state; returns it to raise."""
+        with self._lock:
+            self.progress.set(state="failed", last_error=str(exc))
+            self.progress.flush()
+        return exc
 
     def run(self, until_drained: bool = False, upstream_done: Callable[[], bool] | None = None) -> dict[str, Any]:
         """Run until stopped; with ``until_drained``, until upstream is done and the lag is 0."""
@@ -275,20 +353,32 @@ class ProcessStage(StatefulMode):
         backoff = 2.0
         while True:
             try:
+                self.check_data_loss()
                 return self._run_queries(until_drained, upstream_done)
             except QueryFailed as exc:
-                if not _is_transient(str(exc)) or self.stop_event.is_set():
+                if _is_data_loss(str(exc)):  # never retried: the records will not come back
+                    self.check_data_loss()
+                    reason = str(exc).strip().splitlines()[0][:300]
+                    raise self._failed(DataLossError(f"topic {self.spec.topic.name}: {reason}")) from None
+                if not _is_transient(str(exc)) or not self._pause_before_restart(str(exc), backoff):
                     raise
-                # Infrastructure trouble (HBase or Kafka away longer than the writer's retries): restart
-                # from the checkpoint after a pause; the failed batch is replayed, nothing is lost.
-                log.warning("query failed with a transient error; restarting in %.0fs: %s", backoff, str(exc)[:300])
-                with self._lock:
-                    self.progress.add(query_restarts=1)
-                    self.progress.set(state="retrying", last_error=str(exc)[:300])
-                    self.progress.flush()
-                if self.stop_event.wait(backoff):
+            except TransientError as exc:  # Kafka away while the checkpoints are checked against it
+                if not self._pause_before_restart(str(exc), backoff):
                     raise
-                backoff = min(backoff * 2, 60.0)
+            backoff = min(backoff * 2, 60.0)
+
+    def _pause_before_restart(self, error: str, backoff: float) -> bool:
+        """Record a transient failure, then wait ``backoff`` seconds; False if the stage is stopping."""
+        if self.stop_event.is_set():
+            return False
+        # Infrastructure trouble (HBase or Kafka away longer than the writer's retries): restart
+        # from the checkpoint after a pause; the failed batch is replayed, nothing is lost.
+        log.warning("query failed with a transient error; restarting in %.0fs: %s", backoff, error[:300])
+        with self._lock:
+            self.progress.add(query_restarts=1)
+            self.progress.set(state="retrying", last_error=error[:300])
+            self.progress.flush()
+        return not self.stop_event.wait(backoff)
 
     def _run_queries(self, until_drained: bool, upstream_done: Callable[[], bool] | None) -> dict[str, Any]:
         query = self.start()
@@ -303,13 +393,13 @@ class ProcessStage(StatefulMode):
                         raise QueryFailed(f"streaming query {q.name} stopped: {exc}")
                 if self.stateful:
                     self.refresh_planned()
-                lag = max(self.lag(q)[0] for q in queries)
+                lag = self._max_lag(queries)
                 with self._lock:
                     self.progress.set(lag=lag, input_rate=_rate(query))
                     self.progress.flush()
                 if until_drained and lag == 0 and (upstream_done is None or upstream_done()):
                     busy = any(q.status["isTriggerActive"] for q in queries)
-                    if not busy and max(self.lag(q)[0] for q in queries) == 0:
+                    if not busy and self._max_lag(queries) == 0:
                         break
         finally:
             if self.side_query is not None:
@@ -385,6 +475,11 @@ def _stop_between_batches(queries: list[StreamingQuery]) -> None:
 
 def _is_transient(message: str) -> bool:
     return any(marker in message for marker in _TRANSIENT)
+
+
+def _is_data_loss(message: str) -> bool:
+    """Whether Spark's Kafka source failed because records it had to read are gone."""
+    return "KAFKA_DATA_LOSS" in message or "failOnDataLoss" in message
 
 
 def committed_offsets(query: StreamingQuery, topic: str) -> dict[int, int]:

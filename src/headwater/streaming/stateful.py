@@ -62,6 +62,7 @@ class StatefulMode:
         def _trigger(self, writer: Any, available_now: bool) -> Any: ...
         def _dead_letter(self, frames: list[DataFrame], decoded: DataFrame | None, stage: str) -> int: ...
         def _send_rejected(self, result: dict[str, Any]) -> int: ...
+        def _record_latency(self, timestamps_ms: list[tuple[float, int]], written_at: float) -> None: ...
 
     def _plan_stateful(self, empty: DataFrame) -> None:
         """The side query's transforms (the main query's instances: one enrich copy for both) and window."""
@@ -124,19 +125,27 @@ class StatefulMode:
     def write_batch(self, df: DataFrame, batch_id: int) -> None:
         """Main query of stateful mode: one micro-batch of transformed rows -> the sink."""
 
+        from headwater.streaming import observe
+
         t0 = time.time()
         errors: list[DataFrame] = []
         cached: list[DataFrame] = []
+        stamps = None
         try:  # rows marked by a transform after the stateful ones: dead-lettered as they are
             df = split_errors(df, errors, cached)
             failed = self._dead_letter(errors, None, "transform")
+            if "_hw_kafka_ts" in df.columns:  # a window keeps its newest record's (see WindowTransform)
+                df, stamps = observe.stamped(df)
             result = self.ctx.sink.write(df)
+            written_at = time.time()
             rejected = self._send_rejected(result)
         finally:
             for c in cached:
                 c.unpersist()
         fault_point("process.after_sink")
         with self._lock:
+            if stamps is not None:
+                self._record_latency(observe.timestamps(stamps), written_at)
             self.progress.add(
                 batches=1, rows_written=result.get("written", 0), rows_deduped=result.get("deduped", 0),
                 dead_lettered=failed + rejected, write_calls=result.get("calls", 0),

@@ -140,7 +140,8 @@ class WindowTransform(Transform):
     """Aggregate rows per event-time window (and group), with a watermark bounding the state.
 
     Output columns: the ``group_by`` columns, ``window_start``, ``window_end`` (timestamps) and the
-    ``aggregates``. Example (spec)::
+    ``aggregates``; in the process stage also ``_hw_kafka_ts``, the newest Kafka timestamp among the
+    window's records, from which the stage measures end-to-end latency. Example (spec)::
 
         transforms:
           - type: window
@@ -193,10 +194,14 @@ class WindowTransform(Transform):
         keys = [F.expr(g).alias(g) if not _IDENT.fullmatch(g) else F.col(f"`{g}`") for g in c.group_by]
         try:
             aggs = [F.expr(expr).alias(name) for name, expr in c.aggregates.items()]
+            # The newest Kafka timestamp in the window: the stage measures latency from it to the write.
+            stamp = [F.max("_hw_kafka_ts").alias("_hw_kafka_ts")] if "_hw_kafka_ts" in df.columns else []
             out = (
-                watermarked(df, c.event_time, c.watermark, "window.watermark").groupBy(window, *keys).agg(*aggs)
+                watermarked(df, c.event_time, c.watermark, "window.watermark").groupBy(window, *keys)
+                .agg(*aggs, *stamp)
                 .select(*[F.col(f"`{g}`") for g in c.group_by], F.col("_hw_window.start").alias("window_start"),
-                        F.col("_hw_window.end").alias("window_end"), *[F.col(n) for n in c.aggregates])
+                        F.col("_hw_window.end").alias("window_end"), *[F.col(n) for n in c.aggregates],
+                        *[F.col("_hw_kafka_ts") for _ in stamp])
             )  # fmt: skip
             out.schema  # noqa: B018 - analyse now: a bad expression fails before any data
         except AnalysisException as exc:
