@@ -1,11 +1,20 @@
 """Throughput of each transform relative to a pass-through, same data, same Spark engine, one run.
 
-Batch mode over the decoded demo orders (cached in memory), written to Spark's `noop` sink, so the
-figure is the transform's own cost, without Kafka or HBase. Medians of 3 interleaved repetitions.
-Stateful transforms (dedupe, window) run their batch equivalent here (the watermark is a no-op in
-batch mode). Prints figures and ratios; asserts nothing.
+Two modes, both ending in Spark's `noop` sink, so the figure is the transform's cost without HBase:
 
-Usage: .venv/bin/python benchmarks/transforms_bench.py [--rows 300000]   (needs the local stack: the metastore)
+* ``batch`` (default): the decoded demo orders, cached in memory; medians of 3 interleaved
+  repetitions. Stateful transforms (dedupe, window) run their batch equivalent (the watermark is a
+  no-op in batch mode).
+* ``stream``: a streaming query per transform, as the process stage plans it: Kafka source (the
+  orders as JSON records, produced once), headwater's decode, the transform, then the sink
+  (``update`` mode for the window), read from the earliest offset with a fresh checkpoint and an
+  available-now trigger in micro-batches of ``--batch`` records. Dedupe and window keep real state.
+  Pass-through = Kafka + decode alone.
+
+Prints figures and ratios; asserts nothing.
+
+Usage: .venv/bin/python benchmarks/transforms_bench.py [--rows 300000] [--mode batch|stream] [--batch 100000]
+(needs the local stack: the metastore, and Kafka for ``stream``)
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import argparse
 import statistics
 import sys
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -33,6 +43,8 @@ TRANSFORMS = {
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=300_000)
+    ap.add_argument("--mode", choices=["batch", "stream"], default="batch")
+    ap.add_argument("--batch", type=int, default=100_000, help="records per micro-batch (stream mode)")
     args = ap.parse_args()
 
     from headwater import plugins
@@ -42,8 +54,10 @@ def main() -> None:
 
     cfg = StackConfig.from_env()
     Stack(cfg).up()
+    from headwater.stack.jars import spark_kafka_jars
+
     spark = build_session("bench-transforms", master="local[2]", metastore_uri=cfg.metastore_uri,
-                          warehouse_dir=f"file://{cfg.warehouse_dir}", jars=[],
+                          warehouse_dir=f"file://{cfg.warehouse_dir}", jars=spark_kafka_jars(cfg),
                           conf={"spark.executorEnv.PYTHONPATH": str(Path(__file__).resolve().parent)})  # fmt: skip
     spark.sql("CREATE DATABASE IF NOT EXISTS bench")
     spark.sql("DROP TABLE IF EXISTS bench.customers")
@@ -53,16 +67,20 @@ def main() -> None:
     df = spark.sql(orders_sql(0, args.rows)).withColumn("amount", __import__("pyspark.sql.functions").sql.functions
                                                          .expr("try_cast(amount AS decimal(12,2))")).cache()  # fmt: skip
     df.count()
+    built = {}
+    for name, conf in TRANSFORMS.items():
+        cls = plugins.get("transform", conf["type"])
+        built[name] = cls(cls.Config.model_validate(conf))
+    if args.mode == "stream":
+        streaming(spark, cfg, df, built, args.rows, args.batch)
+        spark.stop()
+        return
 
     def timed(frame) -> float:  # type: ignore[no-untyped-def]
         t0 = time.perf_counter()
         frame.write.format("noop").mode("overwrite").save()
         return time.perf_counter() - t0
 
-    built = {}
-    for name, conf in TRANSFORMS.items():
-        cls = plugins.get("transform", conf["type"])
-        built[name] = cls(cls.Config.model_validate(conf))
     times: dict[str, list[float]] = {"pass-through": [], **{n: [] for n in built}}
     timed(df)  # warm-up
     for _ in range(3):
@@ -78,6 +96,51 @@ def main() -> None:
         med = statistics.median(ts)
         print(f"  {name:<14}{args.rows / med:>12,.0f}{base / med:>24.2f}")
     spark.stop()
+
+
+def streaming(spark, cfg, df, built, rows: int, batch: int) -> None:  # type: ignore[no-untyped-def]
+    """One streaming query per transform over the same Kafka topic; prints rows/s and ratios."""
+    import tempfile
+
+    from pyspark.sql import functions as F
+
+    from headwater import kafka
+    from headwater.spec.models import KafkaConnection
+    from headwater.streaming import decode as dec
+
+    conn = KafkaConnection(bootstrap_servers=cfg.kafka_bootstrap)
+    topic = f"bench.transforms.{uuid.uuid4().hex[:8]}"
+    kafka.ensure_topic(conn, topic, partitions=2)
+    records = df.select(F.col("order_id").cast("string").alias("key"), F.to_json(F.struct(*df.columns)).alias("value"))
+    records.write.format("kafka").option("kafka.bootstrap.servers", cfg.kafka_bootstrap).option("topic", topic).save()
+    schema = df.schema
+
+    def run(name: str, transform) -> float:  # type: ignore[no-untyped-def]
+        source = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", cfg.kafka_bootstrap)
+                  .option("subscribe", topic).option("startingOffsets", "earliest")
+                  .option("maxOffsetsPerTrigger", batch).load())  # fmt: skip
+        out = dec.good_records(dec.decode(source, schema, ["order_id"]), schema)
+        if transform is not None:
+            out = transform.apply(out)
+        mode = "update" if name == "window" else "append"
+        with tempfile.TemporaryDirectory() as checkpoint:
+            t0 = time.perf_counter()
+            q = (out.writeStream.format("noop").outputMode(mode).option("checkpointLocation", checkpoint)
+                 .trigger(availableNow=True).start())  # fmt: skip
+            q.awaitTermination()
+            elapsed = time.perf_counter() - t0
+        print(f"  {name:<14}{rows / elapsed:>12,.0f} rows/s  ({elapsed:.1f} s)", flush=True)
+        return elapsed
+
+    run("warm-up", None)
+    times = {"pass-through": run("pass-through", None), **{n: run(n, t) for n, t in built.items()}}
+    base = times["pass-through"]
+    print(f"\n{rows:,} records, stream mode (Kafka -> decode -> transform -> noop), {batch:,} per micro-batch:")
+    print(f"  {'transform':<14}{'rows/s':>12}{'ratio to pass-through':>24}")
+    for name, elapsed in times.items():
+        print(f"  {name:<14}{rows / elapsed:>12,.0f}{base / elapsed:>24.2f}")
+    client = kafka.admin(conn)  # keep a reference: the futures die with their client
+    client.delete_topics([topic])[topic].result(timeout=30)
 
 
 if __name__ == "__main__":
