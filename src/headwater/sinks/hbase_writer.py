@@ -175,12 +175,12 @@ def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]],
     """The function given to ``mapInArrow``."""
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import numpy as np
         import pyarrow as pa
 
         from headwater.sinks import thrift2
 
         template = RowKeyTemplate.parse(desc.row_key)
-        key_fields = template.fields
         durability = _DURABILITY[desc.durability]
         conn = _Connection(desc)
         binary = desc.protocol != "compact"
@@ -192,54 +192,36 @@ def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]],
         pending_bytes = 0
         sender = _Sender(desc, conn, stats)
 
-        def encode_row(key: bytes, values: tuple[bytes | None, ...], ts: int) -> tuple[Any, int]:
-            if binary:
-                suffix = thrift2.cell_suffix(ts)
-                cells = [
-                    thrift2.encode_cell(p, v, suffix) for p, v in zip(prefixes, values, strict=True) if v is not None
-                ]
-                put = thrift2.encode_put(key, cells, durability)
-                return put, len(put)
-            triples = [(f, q, v) for (f, q), v in zip(names, values, strict=True) if v is not None]
-            return thrift2.put_object(key, triples, ts, durability), len(key) + sum(len(v) + 40 for *_, v in triples)
-
         try:
             for batch in batches:
                 n = batch.num_rows
                 stats["rows"] += n
-                errors: dict[int, str] = {}
-                columns = []
-                for c in desc.cells:
-                    encoded = encode_column(batch.column(c.column), c.type)
-                    columns.append(encoded.values)
-                    for i, msg in encoded.errors.items():
-                        errors.setdefault(i, f"column {c.column!r}: {msg}")
-                versions: list[Any]
-                if desc.version and desc.version_type:
-                    versions, verrors = version_millis(batch.column(desc.version), desc.version_type)
-                    for i, msg in verrors.items():
-                        errors.setdefault(i, f"version field {desc.version!r}: {msg}")
-                else:
-                    versions = [CONSTANT_TS] * n
-                keys = encode_keys(template, batch)
-                key_columns = [batch.column(f).to_pylist() for f in key_fields] if keys is None else []
-                for i, ts, values in zip(range(n), versions, zip(*columns, strict=True), strict=True):
+                columns, versions, errors = _encode_cells(desc, batch)
+                keys = _row_keys(template, batch, errors)
+                cells_per_row = sum(
+                    (c.is_valid().to_numpy(zero_copy_only=False) for c in columns), np.zeros(n, "int32")
+                )
+                puts = None
+                if binary:
+                    stamps = [0 if v is None else v for v in versions]
+                    puts = thrift2.encode_puts([k or b"" for k in keys], list(zip(prefixes, columns, strict=True)),
+                                               stamps, durability)  # fmt: skip
+                for i in range(n):
                     if i in errors:
                         rejected.append(_rejection(batch, i, "encode_error", errors[i]))
                         continue
-                    try:
-                        key = (
-                            keys[i]
-                            if keys is not None
-                            else template.encode({f: c[i] for f, c in zip(key_fields, key_columns, strict=True)})
-                        )
-                    except (RowKeyError, CodecError, ValueError, TypeError) as exc:
-                        rejected.append(_rejection(batch, i, "encode_error", str(exc)))
-                        continue
-                    if all(v is None for v in values):
+                    if not cells_per_row[i]:
                         rejected.append(_rejection(batch, i, "empty_row", "no non-null column to write"))
                         continue
-                    put, size = encode_row(key, values, ts)
+                    key = keys[i]
+                    assert key is not None  # rows without a key are in `errors`
+                    if puts is not None:
+                        put, size = puts[i], len(puts[i])
+                    else:
+                        triples = [(f, q, v) for (f, q), c in zip(names, columns, strict=True)
+                                   if (v := c[i].as_py()) is not None]  # fmt: skip
+                        put = thrift2.put_object(key, triples, versions[i], durability)
+                        size = len(key) + sum(len(v) + 40 for *_, v in triples)
                     if key in pending:
                         stats["deduped"] += 1
                         pending_bytes -= pending[key][1]
@@ -262,6 +244,46 @@ def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]],
         yield pa.RecordBatch.from_pylist([{k: r.get(k) for k in result_names} for r in out], schema=_arrow_schema())
 
     return write
+
+
+def _encode_cells(desc: WriterDescription, batch: pa.RecordBatch) -> tuple[list[pa.Array], list[Any], dict[int, str]]:
+    """Cell values per column (binary Arrow arrays, null = no cell), cell timestamps, errors by row."""
+    import pyarrow as pa
+
+    errors: dict[int, str] = {}
+    columns = []
+    for c in desc.cells:
+        encoded = encode_column(batch.column(c.column), c.type)
+        columns.append(pa.array(encoded.values, pa.binary()))
+        for i, msg in encoded.errors.items():
+            errors.setdefault(i, f"column {c.column!r}: {msg}")
+    versions: list[Any]
+    if desc.version and desc.version_type:
+        versions, verrors = version_millis(batch.column(desc.version), desc.version_type)
+        for i, msg in verrors.items():
+            errors.setdefault(i, f"version field {desc.version!r}: {msg}")
+    else:
+        versions = [CONSTANT_TS] * batch.num_rows
+    return columns, versions, errors
+
+
+def _row_keys(template: RowKeyTemplate, batch: pa.RecordBatch, errors: dict[int, str]) -> list[bytes | None]:
+    """Row keys, column-wise when possible, else row by row; a row whose key fails joins ``errors``."""
+    fast = encode_keys(template, batch)
+    if fast is not None:
+        return list(fast)
+    fields = template.fields
+    keys: list[bytes | None] = []
+    for i, values in enumerate(zip(*[batch.column(f).to_pylist() for f in fields], strict=True)):
+        if i in errors:
+            keys.append(None)
+            continue
+        try:
+            keys.append(template.encode(dict(zip(fields, values, strict=True))))
+        except (RowKeyError, CodecError, ValueError, TypeError) as exc:
+            errors[i] = str(exc)
+            keys.append(None)
+    return keys
 
 
 def _rejection(batch: pa.RecordBatch, index: int, reason: str, message: str) -> dict[str, Any]:
