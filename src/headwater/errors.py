@@ -45,6 +45,15 @@ class NotFoundError(HeadwaterError):
     exit_code = 5
 
 
+class DataLossError(HeadwaterError):
+    """Records the process stage had yet to read are gone from Kafka (retention, deletion). Never retried.
+
+    The message names the topic, the partitions and the offset ranges lost.
+    """
+
+    exit_code = 6
+
+
 class DataError(HeadwaterError):
     """A record cannot be processed because of its content. Goes to the dead-letter topic, never retried."""
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from headwater.errors import NotFoundError, ServiceUnavailable, TransientError
@@ -61,23 +64,65 @@ def ensure_topic(
         raise ServiceUnavailable(f"Kafka at {conn.bootstrap_servers}: cannot create topic '{name}': {exc}") from None
 
 
-def end_offsets(conn: KafkaConnection, topic: str) -> dict[int, int]:
-    """High watermark of every partition of ``topic``."""
-    from confluent_kafka import Consumer, TopicPartition
+def watermarks(conn: KafkaConnection, topic: str) -> dict[int, tuple[int, int]]:
+    """(log start offset, high watermark) of every partition of ``topic``.
+
+    Raises:
+        NotFoundError: the topic does not exist.
+        TransientError: the broker is away (down, restarting, electing a leader); worth retrying.
+    """
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
 
     consumer = Consumer(client_config(conn, **{"group.id": "headwater-offsets", "enable.auto.commit": False}))
     try:
-        md = consumer.list_topics(topic, timeout=10)
-        meta = md.topics.get(topic)
-        if meta is None or meta.error is not None:
-            raise NotFoundError(f"Kafka topic '{topic}' not found at {conn.bootstrap_servers}")
-        out = {}
-        for p in meta.partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
-            out[p] = high
-        return out
+        with broker_away_is_transient(conn, f"reading the offsets of topic '{topic}'"):
+            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if meta is None or (meta.error is not None and meta.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+                raise NotFoundError(f"Kafka topic '{topic}' not found at {conn.bootstrap_servers}")
+            if meta.error is not None:
+                raise TransientError(f"Kafka at {conn.bootstrap_servers}: topic '{topic}': {meta.error.str()}")
+            out = {}
+            for p in meta.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
+                out[p] = (low, high)
+            return out
     finally:
         consumer.close()
+
+
+def end_offsets(conn: KafkaConnection, topic: str) -> dict[int, int]:
+    """High watermark of every partition of ``topic`` (errors as :func:`watermarks`)."""
+    return {p: high for p, (_, high) in watermarks(conn, topic).items()}
+
+
+def start_offsets(conn: KafkaConnection, topic: str) -> dict[int, int]:
+    """Log start offset of every partition of ``topic``: older records are gone (retention, deletion)."""
+    return {p: low for p, (low, _) in watermarks(conn, topic).items()}
+
+
+@contextlib.contextmanager
+def broker_away_is_transient(conn: KafkaConnection, doing: str) -> Iterator[None]:
+    """Raise the errors of a broker that is away (refused, timed out, no leader) as TransientError."""
+    from confluent_kafka import KafkaError, KafkaException
+
+    try:
+        yield
+    except KafkaException as exc:
+        err = exc.args[0] if exc.args else None
+        if isinstance(err, KafkaError) and (err.retriable() or err.code() in _broker_away_codes()):
+            raise TransientError(f"Kafka at {conn.bootstrap_servers}: {doing}: {err.str()}") from None
+        raise
+
+
+@functools.cache
+def _broker_away_codes() -> frozenset[int]:
+    """Error codes of a broker that is down, restarting or has no partition leader yet."""
+    from confluent_kafka import KafkaError
+
+    return frozenset({
+        KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN, KafkaError._WAIT_COORD,
+        KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION,
+    })  # fmt: skip
 
 
 class PositionStore:
@@ -123,7 +168,8 @@ class PositionStore:
         self.ensure()
         consumer = Consumer(client_config(self.conn, **{"group.id": "headwater-state", "enable.auto.commit": False}))
         try:
-            _, high = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=10, cached=False)
+            with broker_away_is_transient(self.conn, f"reading positions from topic '{self.topic}'"):
+                _, high = consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=10, cached=False)
             if high == 0:
                 return None
             consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])

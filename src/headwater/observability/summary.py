@@ -26,6 +26,8 @@ def summarize(home: Path) -> dict[str, Any]:
         "rows_deduped": pc.get("rows_deduped", 0),
         "filtered": pc.get("filtered", 0),
         "dead_lettered": pc.get("dead_lettered", 0),
+        "records_lost": pc.get("records_lost", 0),
+        "data_loss": process.get("data_loss", []),
         "batches": pc.get("batches", 0),
         "ingest_rows_per_s": rate(ic.get("rows_read", 0), ic.get("busy_seconds", 0)),
         "process_rows_per_s": rate(pc.get("rows_in", 0), pc.get("busy_seconds", 0)),
@@ -68,4 +70,7 @@ def render(s: dict[str, Any]) -> str:
         f"  end-to-end latency p50     {ms(s['latency_p50_ms']):>17}   (Kafka append -> HBase write acknowledged)",
         f"  end-to-end latency p99     {ms(s['latency_p99_ms']):>17}",
     ]
+    if s.get("records_lost"):
+        ranges = ", ".join(f"partition {r['partition']}: {r['first']}..{r['last']}" for r in s.get("data_loss", []))
+        lines.append(f"  lost in Kafka, skipped     {s['records_lost']:>12,}   (on_data_loss: skip; offsets {ranges})")
     return "\n".join(lines)

@@ -185,6 +185,12 @@ class ProcessSpec(_Model):
     starting_offsets: Literal["earliest", "latest"] = Field(
         default="earliest", description="Where a new query starts reading the topic."
     )
+    on_data_loss: Literal["fail", "skip"] = Field(
+        default="fail",
+        description="When records the stage has yet to read are gone from Kafka (retention, deletion): "
+        "'fail' stops with an error naming the topic, partitions and offsets lost; 'skip' goes on past "
+        "them and records the ranges in the progress file (records_lost, data_loss).",
+    )
 
     @field_validator("trigger")
     @classmethod

@@ -1,0 +1,117 @@
+"""Records gone from Kafka (retention, deletion) before the process stage read them.
+
+Spark's Kafka source notices such a gap only while it reads, and names one partition at best. The
+stage instead compares what each query's checkpoint reads next with every partition's log start
+offset, so the loss is named exactly, all partitions at once, before any record is read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LostRange:
+    """Offsets ``first..last`` (inclusive) of one partition, gone from Kafka before they were read."""
+
+    partition: int
+    first: int
+    last: int
+
+    @property
+    def records(self) -> int:
+        """How many offsets the range spans."""
+        return self.last - self.first + 1
+
+    def describe(self) -> str:
+        """``partition 0: offsets 0..499``."""
+        return f"partition {self.partition}: offsets {self.first}..{self.last}"
+
+    def as_dict(self) -> dict[str, int]:
+        """The range as the progress file stores it."""
+        return {"partition": self.partition, "first": self.first, "last": self.last}
+
+
+def lost_ranges(next_offsets: dict[int, int], log_start: dict[int, int]) -> list[LostRange]:
+    """Per partition, the offsets between the next one to read and the first one Kafka still has."""
+    return [
+        LostRange(p, nxt, log_start[p] - 1)
+        for p, nxt in sorted(next_offsets.items())
+        if p in log_start and log_start[p] > nxt >= 0
+    ]
+
+
+def merge(ranges: list[LostRange]) -> list[LostRange]:
+    """One range per partition covering every given range of it (the queries of stateful mode)."""
+    by_partition: dict[int, LostRange] = {}
+    for r in ranges:
+        old = by_partition.get(r.partition)
+        by_partition[r.partition] = r if old is None else LostRange(
+            r.partition, min(old.first, r.first), max(old.last, r.last)
+        )  # fmt: skip
+    return [by_partition[p] for p in sorted(by_partition)]
+
+
+def message(topic: str, ranges: list[LostRange]) -> str:
+    """The one-line error of ``on_data_loss: fail``."""
+    total = sum(r.records for r in ranges)
+    return (
+        f"topic {topic} {', '.join(r.describe() for r in ranges)} are no longer in Kafka (retention or "
+        f"deletion): {total:,} records lost before the process stage read them; set "
+        "process.on_data_loss: skip to continue past them"
+    )
+
+
+def next_offsets(spark: Any, checkpoint: str, topic: str) -> dict[int, int] | None:
+    """Per partition, the next offset the query of ``checkpoint`` reads; None for a query not started yet.
+
+    That is the end of the last committed batch (``offsets/<last of commits/>``), else the initial
+    offsets (``sources/0/0``). A batch planned but not committed is replayed from that same point.
+    The files are read through Hadoop's FileSystem, so any checkpoint location Spark accepts works.
+    """
+    commits = [int(name) for name in _list(spark, f"{checkpoint}/commits") if name.isdigit()]
+    path = f"{checkpoint}/offsets/{max(commits)}" if commits else f"{checkpoint}/sources/0/0"
+    text = _read(spark, path)
+    return None if text is None else parse_offset_log(text, topic)
+
+
+def parse_offset_log(text: str, topic: str) -> dict[int, int]:
+    """The offsets of ``topic`` in one file of Spark's offset log.
+
+    The file is a version line (``v1``, after a NUL byte in ``sources/0/0``), then for ``offsets/<n>``
+    a line of batch metadata, then one JSON line per source: ``{"<topic>": {"<partition>": offset}}``.
+    """
+    for line in text.lstrip("\x00").splitlines()[1:]:
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and "batchTimestampMs" not in data and isinstance(data.get(topic), dict):
+            return {int(p): int(o) for p, o in data[topic].items()}
+    return {}
+
+
+def _filesystem(spark: Any, path: str) -> tuple[Any, Any]:
+    jvm = spark.sparkContext._jvm
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    return hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hadoop_path
+
+
+def _list(spark: Any, folder: str) -> list[str]:
+    fs, path = _filesystem(spark, folder)
+    if not fs.exists(path):
+        return []
+    return [status.getPath().getName() for status in fs.listStatus(path)]
+
+
+def _read(spark: Any, file: str) -> str | None:
+    fs, path = _filesystem(spark, file)
+    if not fs.exists(path):
+        return None
+    stream = fs.open(path)
+    try:
+        return bytes(stream.readAllBytes()).decode("utf-8")
+    finally:
+        stream.close()
