@@ -8,8 +8,23 @@ offset, so the loss is named exactly, all partitions at once, before any record 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from headwater import kafka
+from headwater.errors import DataLossError
+
+if TYPE_CHECKING:
+    import threading
+
+    from pyspark.sql import SparkSession
+
+    from headwater.context import PipelineContext
+    from headwater.observability.progress import ProgressFile
+    from headwater.spec.models import PipelineSpec
+
+log = logging.getLogger("headwater.process")
 
 
 @dataclass(frozen=True)
@@ -115,3 +130,64 @@ def _read(spark: Any, file: str) -> str | None:
         return bytes(stream.readAllBytes()).decode("utf-8")
     finally:
         stream.close()
+
+
+class DataLossChecks:
+    """The data-loss checks of :class:`~headwater.streaming.process.ProcessStage` (``process.on_data_loss``)."""
+
+    if TYPE_CHECKING:  # provided by ProcessStage
+        ctx: PipelineContext
+        spec: PipelineSpec
+        progress: ProgressFile
+        _lock: threading.Lock
+        _lost: dict[tuple[int, int], int]
+
+        @property
+        def spark(self) -> SparkSession: ...
+        @property
+        def stateful(self) -> bool: ...
+        def _failed(self, exc: Exception) -> Exception: ...
+
+    def check_data_loss(self) -> None:
+        """Compare where each query's checkpoint reads next with the topic's log start offsets.
+
+        Records gone in between aged out (or were deleted) before the stage read them. With
+        ``on_data_loss: fail`` that stops the stage; with ``skip`` the ranges are recorded and the
+        query goes on past them.
+
+        Raises:
+            DataLossError: records were lost and ``on_data_loss`` is ``fail``; names every range.
+            TransientError: Kafka did not answer.
+        """
+        topic = self.spec.topic.name
+        log_start = kafka.start_offsets(self.spec.connections.kafka, topic)
+        found: list[LostRange] = []
+        for checkpoint in self._checkpoints():
+            found += lost_ranges(next_offsets(self.spark, checkpoint, topic) or {}, log_start)
+        ranges = merge(found)
+        if not ranges:
+            return
+        if self.spec.process.on_data_loss == "fail":
+            raise self._failed(DataLossError(message(topic, ranges)))
+        self._note_lost(ranges)
+
+    def _checkpoints(self) -> list[str]:
+        """The checkpoint of every query the stage runs (stateful mode: main and dead-letter queries)."""
+        base = self.ctx.checkpoint.rstrip("/")
+        return [f"{base}/main", f"{base}/dlq"] if self.stateful else [self.ctx.checkpoint]
+
+    def _note_lost(self, ranges: list[LostRange]) -> None:
+        """Record ranges skipped under ``on_data_loss: skip`` (each offset counted once)."""
+        for r in ranges:
+            before = self._lost.get((r.partition, r.first), r.first - 1)
+            if r.last <= before:
+                continue
+            self._lost[(r.partition, r.first)] = r.last
+            log.warning("on_data_loss skip: topic %s %s no longer in Kafka; skipped", self.spec.topic.name,
+                        r.describe())  # fmt: skip
+            with self._lock:
+                self.progress.add(records_lost=r.last - before)
+                self.progress.set(data_loss=[
+                    LostRange(p, first, last).as_dict() for (p, first), last in sorted(self._lost.items())
+                ])  # fmt: skip
+                self.progress.flush()

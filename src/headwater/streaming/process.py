@@ -30,6 +30,7 @@ from headwater.errors import ConfigError, DataLossError, NotFoundError, Transien
 from headwater.observability.progress import LatencyHistogram, ProgressFile
 from headwater.streaming import data_loss, dlq
 from headwater.streaming import decode as dec
+from headwater.streaming.data_loss import DataLossChecks
 from headwater.streaming.expectations import (
     apply_expectations,
     count_expectations,
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("headwater.process")
 
 
-class ProcessStage(StatefulMode):
+class ProcessStage(StatefulMode, DataLossChecks):
     """Runs the streaming query of one pipeline in this process."""
 
     def __init__(self, ctx: PipelineContext, spark: SparkSession | None = None) -> None:
@@ -293,50 +294,6 @@ class ProcessStage(StatefulMode):
             log.warning("Kafka answers again; lag %d", lag)
         self._kafka_away = False
         return lag
-
-    def check_data_loss(self) -> None:
-        """Compare where each query's checkpoint reads next with the topic's log start offsets.
-
-        Records gone in between aged out (or were deleted) before the stage read them. With
-        ``on_data_loss: fail`` that stops the stage; with ``skip`` the ranges are recorded and the
-        query goes on past them.
-
-        Raises:
-            DataLossError: records were lost and ``on_data_loss`` is ``fail``; names every range.
-            TransientError: Kafka did not answer.
-        """
-        topic = self.spec.topic.name
-        log_start = kafka.start_offsets(self.spec.connections.kafka, topic)
-        found: list[data_loss.LostRange] = []
-        for checkpoint in self._checkpoints():
-            found += data_loss.lost_ranges(data_loss.next_offsets(self.spark, checkpoint, topic) or {}, log_start)
-        ranges = data_loss.merge(found)
-        if not ranges:
-            return
-        if self.spec.process.on_data_loss == "fail":
-            raise self._failed(DataLossError(data_loss.message(topic, ranges)))
-        self._note_lost(ranges)
-
-    def _checkpoints(self) -> list[str]:
-        """The checkpoint of every query the stage runs (stateful mode: main and dead-letter queries)."""
-        base = self.ctx.checkpoint.rstrip("/")
-        return [f"{base}/main", f"{base}/dlq"] if self.stateful else [self.ctx.checkpoint]
-
-    def _note_lost(self, ranges: list[data_loss.LostRange]) -> None:
-        """Record ranges skipped under ``on_data_loss: skip`` (each offset counted once)."""
-        for r in ranges:
-            before = self._lost.get((r.partition, r.first), r.first - 1)
-            if r.last <= before:
-                continue
-            self._lost[(r.partition, r.first)] = r.last
-            log.warning("on_data_loss skip: topic %s %s no longer in Kafka; skipped", self.spec.topic.name,
-                        r.describe())  # fmt: skip
-            with self._lock:
-                self.progress.add(records_lost=r.last - before)
-                self.progress.set(data_loss=[
-                    data_loss.LostRange(p, first, last).as_dict() for (p, first), last in sorted(self._lost.items())
-                ])  # fmt: skip
-                self.progress.flush()
 
     def _failed(self, exc: Exception) -> Exception:
         """Record ``exc`` as the stage's final state; returns it to raise."""
