@@ -34,33 +34,42 @@ def decode(raw: DataFrame, schema: StructType, required: list[str]) -> DataFrame
     # top-level decimals are read as text and cast strictly with try_cast instead.
     decimals = {f.name for f in schema.fields if isinstance(f.dataType, DecimalType)}
     parse_schema = StructType([StructField(f.name, StringType()) if f.name in decimals else f for f in schema.fields])
-    # The second parse reads every field as its JSON text: present-but-null-after-typing = mismatch.
-    # (A struct of strings, not a map: field access is by position and nothing else is materialized.)
-    # Malformed input gives a struct of nulls, not null: the corrupt-record column tells them apart.
+    # The typed parse flags a value that does not fit in its corrupt-record column (other fields
+    # still parse). Only such records are parsed a second time, every field as its JSON text, to
+    # name the field: present as text but null after typing = mismatch. (A struct of strings, not a
+    # map: field access is by position.) Malformed input gives a struct of nulls, not null: the
+    # corrupt-record column tells it apart.
+    parse_schema = StructType([*parse_schema.fields, StructField(_CORRUPT, StringType())])
     text_schema = StructType([*(StructField(f.name, StringType()) for f in schema.fields),
                               StructField(_CORRUPT, StringType())])  # fmt: skip
     text = F.col("value").cast("string")
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}
     parsed = raw.select(
         F.col("key"), F.col("value"),
         F.col("topic").alias("_hw_topic"), F.col("partition").alias("_hw_partition"),
         F.col("offset").alias("_hw_offset"), F.col("timestamp").alias("_hw_kafka_ts"),
-        F.from_json(text, parse_schema, {"mode": "PERMISSIVE"}).alias("_parsed"),
-        F.from_json(text, text_schema, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": _CORRUPT}).alias("_text"),
+        F.from_json(text, parse_schema, options).alias("_parsed"),
         F.is_valid_utf8(text).alias("_utf8"),
     )  # fmt: skip
+    suspect = F.col(f"_parsed.{_CORRUPT}").isNotNull()
+    parsed = parsed.withColumn("_text", F.when(suspect, F.from_json(text, text_schema, options)))
     typed = {
         f.name: F.expr(f"try_cast(_parsed.`{f.name}` AS {f.dataType.simpleString()})")
         if f.name in decimals else F.col(f"_parsed.`{f.name}`")
         for f in schema.fields
     }  # fmt: skip
-    flags = [F.col(f"_text.`{f.name}`").isNotNull() & typed[f.name].isNull() for f in schema.fields]
+    as_text = {f.name: F.col(f"_parsed.`{f.name}`") if f.name in decimals else F.col(f"_text.`{f.name}`")
+               for f in schema.fields}  # fmt: skip
+    flags = [F.coalesce(as_text[f.name].isNotNull() & typed[f.name].isNull(), F.lit(False)) for f in schema.fields]
     details = [
-        F.when(flag, F.concat(F.lit(f"{f.name}: "), F.substring(F.col(f"_text.`{f.name}`"), 1, 80),
+        F.when(flag, F.concat(F.lit(f"{f.name}: "), F.substring(as_text[f.name], 1, 80),
                               F.lit(f" is not {f.dataType.simpleString()}")))
         for f, flag in zip(schema.fields, flags, strict=True)
     ]  # fmt: skip
     absent = [(name, typed[name].isNull()) for name in required if name in typed]
-    malformed = F.col("_parsed").isNull() | F.col("_text").isNull() | F.col(f"_text.{_CORRUPT}").isNotNull()
+    malformed = F.col("_parsed").isNull() | (
+        suspect & (F.col("_text").isNull() | F.col(f"_text.{_CORRUPT}").isNotNull())
+    )
     mismatch = functools.reduce(operator.or_, flags) if flags else F.lit(False)
     missing = functools.reduce(operator.or_, [c for _, c in absent]) if absent else F.lit(False)
     error = (
