@@ -107,6 +107,7 @@ def streaming(spark, cfg, df, built, rows: int, batch: int) -> None:  # type: ig
     from headwater import kafka
     from headwater.spec.models import KafkaConnection
     from headwater.streaming import decode as dec
+    from headwater.streaming import observe
 
     conn = KafkaConnection(bootstrap_servers=cfg.kafka_bootstrap)
     topic = f"bench.transforms.{uuid.uuid4().hex[:8]}"
@@ -119,7 +120,8 @@ def streaming(spark, cfg, df, built, rows: int, batch: int) -> None:  # type: ig
         source = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", cfg.kafka_bootstrap)
                   .option("subscribe", topic).option("startingOffsets", "earliest")
                   .option("maxOffsetsPerTrigger", batch).load())  # fmt: skip
-        out = dec.good_records(dec.decode(source, schema, ["order_id"]), schema)
+        # As the stage does: the fence keeps the good-records filter above the decode.
+        out = dec.good_records(observe.fenced(dec.decode(source, schema, ["order_id"])), schema)
         if transform is not None:
             out = transform.apply(out)
         mode = "update" if name == "window" else "append"

@@ -59,6 +59,17 @@ def counted(decoded: DataFrame) -> tuple[DataFrame, Observation]:
     ), obs
 
 
+def fenced(df: DataFrame) -> DataFrame:
+    """``df`` behind a metrics node, for streaming frames (an ``Observation`` only takes batches).
+
+    Spark pushes no filter through it: below, the decode projection is computed once; without it
+    the good-records filter lands below the decode and inlines its JSON parses per reference.
+    """
+    from pyspark.sql import functions as F
+
+    return df.observe(f"headwater_fence_{uuid.uuid4().hex[:8]}", F.count(F.lit(1)).alias("rows"))
+
+
 def stamped(df: DataFrame) -> tuple[DataFrame, Observation]:
     """``df`` with a histogram of its ``_hw_kafka_ts`` observed (stateful mode: rows leaving the state)."""
     from pyspark.sql import Observation

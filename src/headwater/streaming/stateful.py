@@ -85,6 +85,7 @@ class StatefulMode:
     def _start_stateful(self, available_now: bool) -> StreamingQuery:
         from pyspark.sql import functions as F
 
+        from headwater.streaming import observe
         from headwater.transforms.window import BatchWatermarks
 
         assert self.schema is not None
@@ -94,7 +95,7 @@ class StatefulMode:
         # Expectations: drop and dead_letter rows leave the main query here; the side query counts,
         # dead-letters and, for a `fail` rule, stops the pipeline (the main query never writes such a row).
         decoded = apply_expectations(decoded, self.spec.expectations, check_fail=False)
-        df = dec.good_records(decoded, self.schema)
+        df = dec.good_records(observe.fenced(decoded), self.schema)
         for i, t in enumerate(self.ctx.transforms):
             df = t.apply(df)
             if dec.ERROR in df.columns and i < self._cut:  # the side query dead-letters these
