@@ -86,6 +86,9 @@ def test_kafka_broker_killed_mid_ingest(stack, spark, unique, tmp_path) -> None:
     assert ingest["state"] == "drained"
     assert ingest["counters"]["rows_read"] == rows, ingest  # one increment, committed once ...
     assert ingest["counters"]["retries"] >= 1, ingest  # ... after its first produce failed
+    # The retry names the producer's own reason, not the py4j call ("calling o137.save").
+    assert re.search(r"transient error, retrying in \d+s: org\.apache\.kafka\.common\.errors\.TimeoutException",
+                     logs["ingest"]), tail  # fmt: skip
     # The position moved only once every record was acknowledged: each id is in the topic (maybe twice).
     ids = Counter(json.loads(m.value())["order_id"] for m in read_topic(conn.bootstrap_servers, spec.topic.name))
     assert set(ids) == set(range(rows)), f"{rows - len(ids)} ids missing from the topic"

@@ -7,6 +7,7 @@ the store is unchanged. The position never advances past data that is not acknow
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -225,4 +226,12 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 def _short(exc: BaseException) -> str:
+    """One line for the log and the progress file: for a JVM error its root cause, as
+    ``An error occurred while calling o127.save`` says nothing."""
+    cause = getattr(exc, "java_exception", None)
+    if cause is not None:
+        with contextlib.suppress(Exception):  # py4j gone with the JVM: fall back to the Python text
+            while cause.getCause() is not None:
+                cause = cause.getCause()
+            return str(cause.toString()).strip().splitlines()[0][:300]
     return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
