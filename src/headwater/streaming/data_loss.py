@@ -7,13 +7,13 @@ offset, so the loss is named exactly, all partitions at once, before any record 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from headwater import kafka
 from headwater.errors import DataLossError
+from headwater.streaming import checkpoint as offset_log
 
 if TYPE_CHECKING:
     import threading
@@ -84,52 +84,11 @@ def next_offsets(spark: Any, checkpoint: str, topic: str) -> dict[int, int] | No
 
     That is the end of the last committed batch (``offsets/<last of commits/>``), else the initial
     offsets (``sources/0/0``). A batch planned but not committed is replayed from that same point.
-    The files are read through Hadoop's FileSystem, so any checkpoint location Spark accepts works.
     """
-    commits = [int(name) for name in _list(spark, f"{checkpoint}/commits") if name.isdigit()]
+    commits = [int(name) for name in offset_log.list_names(spark, f"{checkpoint}/commits") if name.isdigit()]
     path = f"{checkpoint}/offsets/{max(commits)}" if commits else f"{checkpoint}/sources/0/0"
-    text = _read(spark, path)
-    return None if text is None else parse_offset_log(text, topic)
-
-
-def parse_offset_log(text: str, topic: str) -> dict[int, int]:
-    """The offsets of ``topic`` in one file of Spark's offset log.
-
-    The file is a version line (``v1``, after a NUL byte in ``sources/0/0``), then for ``offsets/<n>``
-    a line of batch metadata, then one JSON line per source: ``{"<topic>": {"<partition>": offset}}``.
-    """
-    for line in text.lstrip("\x00").splitlines()[1:]:
-        try:
-            data = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(data, dict) and "batchTimestampMs" not in data and isinstance(data.get(topic), dict):
-            return {int(p): int(o) for p, o in data[topic].items()}
-    return {}
-
-
-def _filesystem(spark: Any, path: str) -> tuple[Any, Any]:
-    jvm = spark.sparkContext._jvm
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    return hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), hadoop_path
-
-
-def _list(spark: Any, folder: str) -> list[str]:
-    fs, path = _filesystem(spark, folder)
-    if not fs.exists(path):
-        return []
-    return [status.getPath().getName() for status in fs.listStatus(path)]
-
-
-def _read(spark: Any, file: str) -> str | None:
-    fs, path = _filesystem(spark, file)
-    if not fs.exists(path):
-        return None
-    stream = fs.open(path)
-    try:
-        return bytes(stream.readAllBytes()).decode("utf-8")
-    finally:
-        stream.close()
+    text = offset_log.read_text(spark, path)
+    return None if text is None else offset_log.source_offsets(text, topic)
 
 
 class DataLossChecks:

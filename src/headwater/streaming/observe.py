@@ -84,7 +84,7 @@ def timestamps(obs: Observation) -> list[tuple[float, int]]:
     """(centre ms, records) per bin of a completed :func:`stamped` observation; [] if none ran."""
     if not complete(obs):
         return []
-    return [(float(b["x"]), round(float(b["y"]))) for b in (obs.get.get("ts") or [])]
+    return _bins(obs.get.get("ts"))
 
 
 def complete(obs: Observation) -> bool:
@@ -96,9 +96,14 @@ def complete(obs: Observation) -> bool:
 def read(obs: Observation) -> BatchCounts:
     """The metrics of a completed observation."""
     m = obs.get
-    bins = [(float(b["x"]), round(float(b["y"]))) for b in (m.get("ts") or [])]
+    bins = _bins(m.get("ts"))
     positions = [(int(p["_hw_partition"]), int(p["_hw_offset"])) for p in (m.get("positions") or [])]
     return BatchCounts(int(m["rows"]), int(m["bad"]), bins, positions)
+
+
+def _bins(histogram: Any) -> list[tuple[float, int]]:
+    """(centre, records) per bin of a ``histogram_numeric`` result."""
+    return [(float(b["x"]), round(float(b["y"]))) for b in (histogram or [])]
 
 
 def bad_records_at(batch: DataFrame, conn: KafkaConnection, topic: str,

@@ -20,12 +20,11 @@ dead_letter`` also copies them to the dead-letter topic (reason ``late_data``). 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -259,26 +258,16 @@ class BatchWatermarks:
 
     def refresh(self) -> None:
         """Read the offset-log entries not read yet (entries are immutable once written)."""
-        spark: Any = self.spark
-        jvm = spark._jvm
-        path = jvm.org.apache.hadoop.fs.Path(self.path)
-        fs = path.getFileSystem(spark._jsc.hadoopConfiguration())
-        if not fs.exists(path):
-            return
-        for status in fs.listStatus(path):
-            name = status.getPath().getName()
+        from headwater.streaming import checkpoint as offset_log
+
+        for name in offset_log.list_names(self.spark, self.path):
             if not name.isdigit() or int(name) in self.batches or int(name) < self._floor:
                 continue
-            stream = fs.open(status.getPath())
-            try:
-                text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
-            finally:
-                stream.close()
-            lines = text.splitlines()
-            meta = json.loads(lines[1])
-            offsets = json.loads(lines[2]).get(self.topic, {}) if len(lines) > 2 and lines[2] != "-" else {}
-            ends = {int(p): int(o) for p, o in offsets.items()}
-            self.batches[int(name)] = (int(meta.get("batchWatermarkMs", 0)), ends)
+            text = offset_log.read_text(self.spark, f"{self.path}/{name}")
+            if text is None:
+                continue
+            ends = offset_log.source_offsets(text, self.topic)
+            self.batches[int(name)] = (offset_log.batch_watermark_ms(text), ends)
         if self.batches:
             self._floor = max(self._floor, max(self.batches) - self.KEEP)
             self.batches = {b: v for b, v in self.batches.items() if b >= self._floor}
