@@ -7,11 +7,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from headwater.demo import malformed_ids
@@ -172,3 +174,18 @@ def dead_letters(bootstrap: str, topic: str) -> dict[int, dict[str, Any]]:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat()
+
+
+def wait_for(what: str, condition: Any, timeout: float, proc: subprocess.Popen[Any] | None = None,
+             every: float = 0.2) -> Any:  # fmt: skip
+    """Poll ``condition`` (it asks a service or reads a stage's progress/log) until it returns something
+    truthy, and return that; fail naming ``what`` after ``timeout`` s, or as soon as ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the pipeline exited (code {proc.returncode}) while waiting for {what}")
+        time.sleep(every)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -6,7 +6,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from headwater.context import PipelineContext
 from headwater.demo import append_orders, create_orders
 from headwater.spec import load_spec
-from kit import hbase_cells
+from kit import hbase_cells, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -46,17 +45,15 @@ def _segments(stack, table: str) -> dict[int, str]:  # type: ignore[no-untyped-d
 
 
 def _wait_for(stack, table: str, ids: set[int], timeout: float = 240) -> dict[int, str]:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    got: dict[int, str] = {}
-    while time.monotonic() < deadline:
+    def arrived() -> dict[int, str] | None:
         try:
             got = _segments(stack, table)
         except Exception:  # the table appears when the process stage has prepared it
-            got = {}
-        if ids <= set(got):
-            return got
-        time.sleep(1)
-    raise AssertionError(f"{len(ids - set(got))} of {len(ids)} rows never arrived in {table}")
+            return None
+        return got if ids <= set(got) else None
+
+    result: dict[int, str] = wait_for(f"all {len(ids)} rows in {table}", arrived, timeout, every=1)
+    return result
 
 
 def _refreshes(progress: Path) -> int:
@@ -69,10 +66,7 @@ def _refreshes(progress: Path) -> int:
 def _wait_for_refresh(progress: Path, timeout: float = 120) -> None:
     """Until a re-read that began after now has finished (the one running now may predate the change)."""
     target = _refreshes(progress) + 2
-    deadline = time.monotonic() + timeout
-    while _refreshes(progress) < target:
-        assert time.monotonic() < deadline, f"enrich_refreshes never reached {target} in {progress}"
-        time.sleep(0.5)
+    wait_for(f"enrich_refreshes to reach {target} in {progress}", lambda: _refreshes(progress) >= target, timeout)
 
 
 def test_dimension_change_reaches_a_running_stateful_query(stack, spark, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]

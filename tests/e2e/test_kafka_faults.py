@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from headwater.errors import DataLossError, NotFoundError, TransientError
 from headwater.observability.progress import read_progress
 from headwater.spec import load_spec
 from headwater.stack import supervisor
-from kit import compare, expected_from_hive, hbase_cells, read_topic, run_cli, write_spec
+from kit import compare, expected_from_hive, hbase_cells, read_topic, run_cli, wait_for, write_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -33,19 +32,6 @@ def _hbase_equals_hive(stack: Any, spark: Any, spec: Any) -> int:
     assert compare(expected, cells) == {"lost": [], "phantom": [], "dup": [], "corrupt": []}
     assert len(cells) == len(expected)
     return len(cells)
-
-
-def _wait_for(what: str, condition: Any, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            pytest.fail(f"the pipeline exited (code {proc.returncode}) while waiting for {what}")
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def test_kafka_broker_killed_mid_ingest(stack, spark, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -61,7 +47,7 @@ def test_kafka_broker_killed_mid_ingest(stack, spark, unique, tmp_path) -> None:
     try:
         # kill -9 the broker while the first increment is being produced: some of its records are in
         # the topic (acknowledged), most are still to come.
-        in_topic = _wait_for("the first records in the topic", lambda: _mid_produce(conn, spec.topic.name, rows), 120,
+        in_topic = wait_for("the first records in the topic", lambda: _mid_produce(conn, spec.topic.name, rows), 120,
                              proc)  # fmt: skip
         broker = supervisor.find(stack.config.root, "kafka")
         assert broker is not None
@@ -72,7 +58,7 @@ def test_kafka_broker_killed_mid_ingest(stack, spark, unique, tmp_path) -> None:
         # The outage lasts until both stages have shown they ride it out: the ingest's write failed (its
         # producer gives up after delivery.timeout.ms, 60 s) and the stage retries it; the process stage
         # has lost sight of the lag. Then only the broker starts again, on its own data.
-        _wait_for("both stages to ride out the outage", lambda: _riding_out(ctx.home), 150, proc)
+        wait_for("both stages to ride out the outage", lambda: _riding_out(ctx.home), 150, proc)
         stack.up()
         code = proc.wait(timeout=300)
     finally:

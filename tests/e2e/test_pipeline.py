@@ -10,7 +10,7 @@ import pytest
 
 from headwater.demo import append_orders, create_orders
 from headwater.spec import load_spec
-from kit import compare, dead_letters, expected_from_hive, hbase_cells, read_topic, run_cli, write_spec
+from kit import compare, dead_letters, expected_from_hive, hbase_cells, read_topic, run_cli, wait_for, write_spec
 
 pytestmark = pytest.mark.e2e
 
@@ -88,7 +88,6 @@ def test_kill_ingest_between_produce_and_commit(stack, spark, unique, tmp_path) 
 def test_hbase_thrift_outage_is_retried_not_dead_lettered(stack, spark, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import subprocess
     import sys
-    import time
 
     from headwater.context import PipelineContext
     from headwater.observability.progress import read_progress
@@ -103,23 +102,20 @@ def test_hbase_thrift_outage_is_retried_not_dead_lettered(stack, spark, unique, 
     with log.open("w") as err_file:
         proc = subprocess.Popen([sys.executable, "-m", "headwater.cli", "run", str(path), "--stage", "process",
                                  "--until-drained"], stdout=subprocess.DEVNULL, stderr=err_file)  # fmt: skip
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:  # wait for the first written batch, then take Thrift2 away
-        data = read_progress(progress) or {}
-        if data.get("counters", {}).get("rows_written", 0) > 0:
-            break
-        time.sleep(0.5)
+    # The first written batch, then Thrift2 is taken away.
+    wait_for("the first written batch", lambda: (read_progress(progress) or {}).get("counters", {}).get("rows_written"),
+             180, proc)  # fmt: skip
     thrift2 = supervisor.find(stack.config.root, "hbase-thrift2")
     assert thrift2 is not None
     thrift2.kill()
+
     # The outage lasts until the stage has shown it is riding it out: a writer's third retry (or a
     # query restart) in its log; then Thrift2 comes back (only the missing service is started).
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
+    def riding_out() -> bool:
         text = log.read_text(errors="replace")
-        if "; retry 3/" in text or "query failed with a transient error" in text:
-            break
-        time.sleep(0.2)
+        return "; retry 3/" in text or "query failed with a transient error" in text or proc.poll() is not None
+
+    wait_for("the stage to retry its writes", riding_out, 180)
     stack.up()
     proc.wait(timeout=400)
     err = log.read_text(errors="replace")
