@@ -135,13 +135,16 @@ class PositionStore:
         self.conn = conn
         self.topic = topic
         self._producer: Any = None
+        self._ensured = False
 
     def ensure(self) -> None:
         """Create the topic if missing, and the producer, so it has its idempotence id before the first commit."""
-        ensure_topic(
-            self.conn, self.topic, 1,
-            config={"cleanup.policy": "compact", "min.insync.replicas": "1"},
-        )  # fmt: skip
+        if not self._ensured:
+            ensure_topic(
+                self.conn, self.topic, 1,
+                config={"cleanup.policy": "compact", "min.insync.replicas": "1"},
+            )  # fmt: skip
+            self._ensured = True
         self.producer()
 
     def producer(self) -> Any:
@@ -190,6 +193,7 @@ class PositionStore:
 
     def commit(self, key: str, value: dict[str, Any] | None) -> None:
         """Store ``value`` for ``key`` (None deletes it) and wait for Kafka's acknowledgement."""
+        self.ensure()  # on a new cluster the first commit may come before any load (a reset)
         producer = self.producer()
         errors: list[str] = []
         payload = None if value is None else json.dumps(value, sort_keys=True).encode()

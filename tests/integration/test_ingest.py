@@ -80,3 +80,17 @@ dead_letter: {{topic: typed{unique}.dlq}}
         "arr": [1, 2, None], "m": {"a": {"x": 1.5, "y": None}}, "nothing": None,
     }  # fmt: skip
     assert '"d":12345678901234.567890' in msg.value().decode()  # exact decimal text, scale kept
+
+
+def test_reset_before_the_state_topic_exists(stack, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A reset on a cluster where no ingest ever ran creates the state topic (it used to fail on it)."""
+    from headwater import kafka
+    from headwater.context import reset_pipeline
+
+    text = write_spec(tmp_path, unique).read_text() + f"state_topic: _state_{unique}\n"
+    spec = load_spec_text(text)
+    conn = spec.connections.kafka
+    assert f"_state_{unique}" not in kafka.admin(conn).list_topics(timeout=10).topics
+    done = reset_pipeline(spec)
+    assert done[0] == f"position t{unique}/ingest deleted from _state_{unique}"
+    assert kafka.PositionStore(conn, f"_state_{unique}").load(f"t{unique}/ingest") is None

@@ -26,6 +26,7 @@ from headwater.timeutil import parse_duration
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, Observation, SparkSession
+    from pyspark.sql.types import StructType
 
     from headwater.context import PipelineContext
 
@@ -87,14 +88,15 @@ class IngestStage:
         """Read, produce and commit one increment; None when the source has nothing new."""
         t0 = time.monotonic()
         position = self.positions.load(self.ctx.position_key)
-        schema, schema_fields = self._check_schema(position)  # raises SchemaDriftError: nothing produced
+        # read() refreshes the table's metadata and plans the increment; nothing is produced yet.
         inc = self.ctx.source.read(self.spark, position)
         if inc is None:
+            _, schema_fields = self._check_schema(position)
             if position is not None and schema_fields and schema_fields["schema"] != position.get("schema"):
                 self.positions.commit(self.ctx.position_key, {**position, **schema_fields})  # record the change
             return None
-        if schema is not None and drift.schema_of(inc.df.schema) != schema:
-            raise TransientError("the source schema changed while reading; the increment is read again")
+        # The schema checked is the increment's own, so the check and the rows cannot disagree.
+        _, schema_fields = self._check_schema(position, inc.df.schema)  # raises SchemaDriftError
         for event in inc.events:
             log.info("%s", event)
         self.progress.set(state="producing", last=inc.description)
@@ -115,8 +117,10 @@ class IngestStage:
         self.positions.commit(self.ctx.position_key, {**inc.position, **schema_fields, "committed_at": time.time()})
         return PollResult(rows, produced, inc.description, time.monotonic() - t0)
 
-    def _check_schema(self, position: dict[str, Any] | None) -> tuple[dict[str, str] | None, dict[str, Any]]:
-        """Compare the source schema with the one recorded in ``position``.
+    def _check_schema(
+        self, position: dict[str, Any] | None, struct: StructType | None = None
+    ) -> tuple[dict[str, str] | None, dict[str, Any]]:
+        """Compare the source schema (``struct``, else read from the source) with the one recorded in ``position``.
 
         Returns the current schema (None when not checked: a finished snapshot) and the position
         fields to commit with the next position (``schema``, ``schema_changes``).
@@ -126,7 +130,8 @@ class IngestStage:
         """
         if position is not None and position.get("done"):
             return None, {}
-        struct = self.ctx.source.schema(self.spark)
+        if struct is None:
+            struct = self.ctx.source.schema(self.spark)
         current = drift.schema_of(struct)
         changes = list((position or {}).get("schema_changes") or [])
         recorded = (position or {}).get("schema")
