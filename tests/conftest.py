@@ -20,6 +20,7 @@ TEST_HOME = ROOT / ".headwater" / "test"
 # Ports of the test stack: the defaults + 10000 (or + 100 where that would leave the range).
 TEST_ENV = {
     "HEADWATER_HOME": str(TEST_HOME),
+    "HEADWATER_CACHE": str(ROOT / ".headwater" / "cache"),  # the jars `make test` fetched, fetched once
     "HEADWATER_KAFKA_PORT": "19092",
     "HEADWATER_KAFKA_CONTROLLER_PORT": "19093",
     "HEADWATER_ZOOKEEPER_PORT": "12181",

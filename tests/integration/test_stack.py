@@ -126,3 +126,29 @@ def test_structured_streaming_reads_kafka(stack, spark, unique) -> None:  # type
     rows = spark.sql(f"SELECT k, v FROM q_{unique}").collect()
     assert sorted(int(r.k) for r in rows) == list(range(300))
     assert {json.loads(r.v)["i"] for r in rows} == set(range(300))
+
+
+def test_spark_maps_the_class_data_archive(stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`stack up` made the archive, and a headwater Spark session loads Spark's classes from it."""
+    from headwater.stack import cds
+
+    archive = cds.archive_path(stack.config)
+    assert archive.is_file() and archive.stat().st_size > 10_000_000
+    assert f"-XX:SharedArchiveFile={archive}" in cds.java_options(stack.config)
+    log = tmp_path / "classes.log"
+    script = textwrap.dedent(
+        f"""
+        from headwater.stack import StackConfig
+        from headwater.stack.spark import build_session
+        cfg = StackConfig.from_env()
+        spark = build_session("cds-check", master="local[1]", metastore_uri=cfg.metastore_uri,
+                              warehouse_dir=f"file://{{cfg.warehouse_dir}}", jars=[],
+                              conf={{"spark.driver.extraJavaOptions": "-Xlog:class+load=info:file={log}"}})
+        assert spark.range(10).selectExpr("sum(id)").first()[0] == 45
+        spark.stop()
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    loads = [line for line in log.read_text().splitlines() if "org.apache.spark.sql.SparkSession " in line]
+    assert loads and all("source: shared objects file (top)" in line for line in loads), loads

@@ -18,11 +18,21 @@ from headwater.stack.metastore import MetastoreService
 def test_env_overrides(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("HEADWATER_KAFKA_PORT", "29092")
     monkeypatch.setenv("HEADWATER_HOME", str(tmp_path))
+    monkeypatch.delenv("HEADWATER_CACHE", raising=False)
     cfg = StackConfig.from_env()
     assert cfg.kafka_port == 29092
     assert cfg.kafka_bootstrap == "127.0.0.1:29092"
     assert cfg.state_dir == tmp_path.resolve() / "stack"
     assert cfg.jars("hbase") == tmp_path.resolve() / "cache" / "jars" / "hbase"
+
+
+def test_cache_can_live_apart_from_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The test stack has its own home but shares the jars (and class-data archive) `make` fetched."""
+    monkeypatch.setenv("HEADWATER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HEADWATER_CACHE", str(tmp_path / "shared"))
+    cfg = StackConfig.from_env()
+    assert cfg.state_dir == (tmp_path / "home").resolve() / "stack"
+    assert cfg.jars("kafka") == (tmp_path / "shared").resolve() / "jars" / "kafka"
 
 
 def test_bad_env_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,6 +24,7 @@ class StackConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     home: Path = Field(default=Path(".headwater"), description="Root for cache/ (jars) and stack/ (state).")
+    cache: Path | None = Field(default=None, description="Jar and class-data cache; default <home>/cache.")
     host: str = Field(default="127.0.0.1", description="Loopback address every service binds to.")
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
@@ -63,8 +64,8 @@ class StackConfig(BaseModel):
 
     @property
     def cache_dir(self) -> Path:
-        """Jar cache (Maven repository and one lib folder per component)."""
-        return self.root / "cache"
+        """Jar cache (Maven repository, one lib folder per component, the Spark class-data archive)."""
+        return self.cache.expanduser().resolve() if self.cache else self.root / "cache"
 
     @property
     def state_dir(self) -> Path:

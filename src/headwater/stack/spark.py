@@ -27,6 +27,9 @@ _DEFAULTS = {
 }
 
 
+_DRIVER_OPTS = "spark.driver.extraJavaOptions"
+
+
 def build_session(
     app_name: str,
     *,
@@ -35,11 +38,13 @@ def build_session(
     warehouse_dir: str | None,
     jars: list[str],
     conf: Mapping[str, str] | None = None,
+    archive: bool = True,
 ) -> SparkSession:
     """Return a SparkSession (Hive support on) for ``app_name``.
 
     ``spark.jars`` only takes effect before the first SparkContext of the process, so this must be
-    the first session the process creates.
+    the first session the process creates. With ``archive`` the driver JVM maps the stack's
+    class-data archive when there is one (:mod:`headwater.stack.cds`): it starts faster.
 
     Example:
         >>> spark = build_session("x", master="local[2]", metastore_uri="thrift://127.0.0.1:9083",
@@ -52,7 +57,14 @@ def build_session(
         raise ConfigError("connections.hive.metastore_uri: must be set (e.g. thrift://host:9083)")
     os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON") or _python())
     builder = SparkSession.builder.master(master).appName(app_name)
-    for key, value in {**_DEFAULTS, **(conf or {})}.items():
+    settings = {**_DEFAULTS, **(conf or {})}
+    if archive:
+        from headwater.stack import StackConfig, cds
+
+        options = " ".join(o for o in (cds.java_options(StackConfig.from_env()), settings.get(_DRIVER_OPTS)) if o)
+        if options:
+            settings[_DRIVER_OPTS] = options
+    for key, value in settings.items():
         builder = builder.config(key, value)
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))

@@ -97,8 +97,25 @@ class Stack:
             )  # fmt: skip
             timings[svc.name] = time.monotonic() - t0
             say(f"{svc.name}: ready on {svc.address} ({waited:.1f}s)")
+        self._ensure_class_archive(say, timings)
         timings["total"] = time.monotonic() - t0
         return timings
+
+    def _ensure_class_archive(self, say: Progress, timings: dict[str, float]) -> None:
+        """Make the Spark class-data archive once (it needs Kafka and the metastore); a failure only costs speed."""
+        from headwater.stack import cds
+
+        if not cds.enabled() or cds.archive_path(self.config).is_file():
+            return
+        say("spark: making the class-data archive (once per Java/pyspark version, ~40 s) ...")
+        try:
+            seconds = cds.ensure_archive(self.config)
+        except StackError as exc:
+            say(f"spark: WARNING: no class-data archive, Spark JVMs start slower: {exc}")
+            return
+        if seconds is not None:
+            timings["spark-cds"] = seconds
+            say(f"spark: class-data archive {cds.archive_path(self.config).name} made in {seconds:.1f}s")
 
     def down(self, purge: bool = False, progress: Progress | None = None) -> None:
         """Stop the processes this stack started, in reverse order; ``purge`` also deletes the state."""
