@@ -4,13 +4,14 @@ Prints figures and ratios; asserts nothing (speed is measured here, never in tes
 
 1. ingest: the ingest stage (Hive -> Kafka through Spark) vs Kafka's own ProducerPerformance tool
    at the same record count and size, twice: the first poll of a fresh process (cold JVM, the table's
-   initial read) and the next poll (new partitions with as many rows, warm JVM: a running stage).
+   initial read) and the next polls (new partitions with as many rows each, warm JVM: a running stage; median).
 2. process: the process stage (Kafka -> decode -> HBase through Spark) vs a plain loop: one
    confluent-kafka consumer, json.loads, happybase batches of 1000 into an identical table.
 3. sink write path: the sink's executor writer on Arrow batches vs raw happybase batch writes of the
    same rows from memory, plus batch-size variants.
 
-Usage: .venv/bin/python benchmarks/pipeline_bench.py [--rows 200000] [--repeat 1]
+Usage: .venv/bin/python benchmarks/pipeline_bench.py [--rows 200000] [--warm-polls 3]
+(HEADWATER_CDS=0: Spark JVMs without the class-data archive, to see what it saves.)
 Uses the local stack (started if needed) and its own database/topics/tables (`bench*`).
 """
 
@@ -52,8 +53,11 @@ def env_report() -> dict[str, Any]:
     import pyspark
 
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
+    from headwater.stack import StackConfig, cds
+
     return {"cores": os.cpu_count(), "python": platform.python_version(), "java": java,
-            "pyspark": pyspark.__version__, "kernel": platform.release()}  # fmt: skip
+            "pyspark": pyspark.__version__, "kernel": platform.release(),
+            "class_data_archive": bool(cds.java_options(StackConfig.from_env()))}  # fmt: skip
 
 
 def cpu_seconds(pid: int) -> float:
@@ -147,6 +151,7 @@ def wait_until_idle(cfg: Any, timeout: float = 90.0) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--warm-polls", type=int, default=3, help="ingest polls after the first, each of --rows new rows")
     args = ap.parse_args()
 
     from headwater.context import PipelineContext, reset_pipeline
@@ -173,9 +178,14 @@ def main() -> None:
     stage.prepare()
     cold = stage.poll_once()
     assert cold is not None and cold.produced == cold.rows == args.rows, cold
-    append_orders(spark, "bench.orders_raw", 10_000_000, 10_000_000 + args.rows)  # days after the first ones
-    warm = stage.poll_once()
-    assert warm is not None and warm.produced == warm.rows == args.rows, warm
+    warm_polls = []
+    for i in range(args.warm_polls):  # each reads new partitions (days after the earlier ones) of as many rows
+        start = 10_000_000 * (i + 1)
+        append_orders(spark, "bench.orders_raw", start, start + args.rows)
+        res = stage.poll_once()
+        assert res is not None and res.produced == res.rows == args.rows, res
+        warm_polls.append(res)
+    warm = sorted(warm_polls, key=lambda r: r.seconds)[len(warm_polls) // 2]
     stage.positions.close()
     sizes = [len(r[0]) for r in spark.sql(
         "SELECT to_json(struct(*)) FROM bench.orders_raw LIMIT 2000").collect()]  # fmt: skip
@@ -187,7 +197,8 @@ def main() -> None:
         f"\nProducerPerformance: {perf_rate:,.0f} records/s, median of {', '.join(f'{r:,.0f}' for r in perf_runs)} "
         f"({args.rows:,} records of {record_size} B each run)"
     )
-    for name, res in (("first poll, cold JVM", cold), ("next poll, warm JVM", warm)):
+    warm_name = f"next polls, warm JVM (median of {', '.join(f'{r.seconds:.2f}s' for r in warm_polls)})"
+    for name, res in (("first poll, cold JVM", cold), (warm_name, warm)):
         rate = res.rows / res.seconds
         print(
             f"ingest {name}: {rate:,.0f} rows/s ({res.rows:,} rows in {res.seconds:.2f}s: Hive read + JSON + "
@@ -197,7 +208,7 @@ def main() -> None:
     # --- 2. process ---------------------------------------------------------------------------------
     # The plain loop runs before and after the stage (the same topic, a fresh table each time), each
     # phase on an idle HBase: one sample of either side swings by 20% on this machine.
-    total = 2 * args.rows
+    total = (1 + args.warm_polls) * args.rows  # every record the ingest polls produced
     wait_until_idle(cfg)
     loop_before = plain_loop(cfg, "bench.orders", "bench_plain", total)
     wait_until_idle(cfg)
