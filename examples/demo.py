@@ -19,6 +19,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from headwater.context import PipelineContext
 
 HERE = Path(__file__).resolve().parent
 SPEC = HERE / "orders.yaml"
@@ -27,6 +31,22 @@ HEADWATER = [sys.executable, "-m", "headwater.cli"]
 
 def step(text: str) -> None:
     print(f"\n=== {text}", flush=True)
+
+
+def wait_until_settled(ctx: PipelineContext, proc: subprocess.Popen[bytes], timeout: float = 180.0) -> float:
+    """Wait until the live run's ingest stage has polled and found nothing, and its streaming query runs."""
+    from headwater.observability.progress import read_progress
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"the live pipeline exited with {proc.returncode}")
+        ingest = read_progress(ctx.progress_path("ingest")) or {}
+        process = read_progress(ctx.progress_path("process")) or {}
+        if ingest.get("state") == "idle" and process.get("state") == "running":
+            return time.monotonic() - t0
+        time.sleep(0.5)
+    raise SystemExit(f"the live pipeline did not settle within {timeout:.0f}s")
 
 
 def main() -> int:
@@ -74,7 +94,8 @@ def main() -> int:
     step(f"5. live: the pipeline keeps running; a new partition with {new_rows:,} rows is added to Hive")
     live = subprocess.Popen([*HEADWATER, "run", str(SPEC)], stderr=subprocess.DEVNULL)
     try:
-        time.sleep(15)  # let both stages start and settle before the insert (a demo pause, not a readiness check)
+        waited = wait_until_settled(PipelineContext(spec), live)
+        print(f"  both stages up and idle after {waited:.1f}s (ingest polled once and found nothing new)")
         start_id = rows + 10 * 50_000  # a later day: a partition the pipeline has never seen
         t_insert = time.monotonic()
         append_orders(spark, spec.source.table, start_id, start_id + new_rows)  # type: ignore[attr-defined]

@@ -66,7 +66,7 @@ def render(s: dict[str, Any]) -> str:
         f"  filtered by transforms     {s['filtered']:>12,}",
         f"  dead-lettered              {s['dead_lettered']:>12,}",
         f"  ingest throughput          {r(s['ingest_rows_per_s']):>17}",
-        f"  process throughput         {r(s['process_rows_per_s']):>17}   ({s['batches']} micro-batches)",
+        f"  process throughput         {r(s['process_rows_per_s']):>17}   ({s['batches']} micro-batch{'' if s['batches'] == 1 else 'es'})",
         f"  end-to-end latency p50     {ms(s['latency_p50_ms']):>17}   (Kafka append -> HBase write acknowledged)",
         f"  end-to-end latency p99     {ms(s['latency_p99_ms']):>17}",
     ]
