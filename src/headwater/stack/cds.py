@@ -3,8 +3,8 @@
 A Spark JVM looks up and parses some 20,000 classes in ~250 jars while it starts and runs its first
 job; each lookup probes jar after jar. Java 17 can map the classes of an earlier run from an
 archive instead (``-XX:ArchiveClassesAtExit`` to write it, ``-XX:SharedArchiveFile`` to use it).
-Measured on 2 cores: SparkSession start 6.3-6.5 s -> 4.0-4.4 s, the ingest stage's first poll of
-400,000 rows 7.6-9.9 s -> 6.2-6.5 s.
+Measured on 2 cores (docs/stack.md): SparkSession start 5.7-5.9 s -> 3.6 s, the ingest stage's
+first poll of 400,000 rows 7.2-7.6 s -> 5.7-5.8 s.
 
 The archive is made once per Java, pyspark and connector version (the key in its file name), by a
 short training run of the Spark work the stages do: a Hive table read, JSON both ways, a Kafka
