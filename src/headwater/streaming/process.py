@@ -63,6 +63,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         self.stop_event = threading.Event()
         self.schema: StructType | None = None
         self.required: list[str] = []
+        self.keyed = bool(self.spec.topic.key)  # records without a Kafka key are dead letters (missing_key)
         self._lock = threading.Lock()
         # Stateful mode: queries, transforms the side query replays, its window, where error rows stop.
         self.side_query: StreamingQuery | None = None
@@ -186,7 +187,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
 
         assert self.schema is not None
         rules = self.spec.expectations
-        decoded = dec.decode(batch, self.schema, self.required)
+        decoded = dec.decode(batch, self.schema, self.required, self.keyed)
         exp_obs = None
         if rules:
             from pyspark.sql import Observation
@@ -203,7 +204,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         if counts.bad:
             rows = observe.bad_records_at(batch, self.spec.connections.kafka, self.spec.topic.name,
                                           counts.bad_positions)  # fmt: skip
-            again = dec.decode(rows, self.schema, self.required)
+            again = dec.decode(rows, self.schema, self.required, self.keyed)
             bad = dec.bad_records(apply_expectations(again, rules, check_fail=False) if rules else again)
             dlq.write(dlq.envelopes(bad, self.spec.name, "decode"), self.spec.connections.kafka,
                       self.spec.dead_letter.topic)  # fmt: skip
@@ -217,7 +218,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         from pyspark.sql import functions as F
 
         assert self.schema is not None
-        raw = dec.decode(batch, self.schema, self.required).persist(StorageLevel.MEMORY_AND_DISK)
+        raw = dec.decode(batch, self.schema, self.required, self.keyed).persist(StorageLevel.MEMORY_AND_DISK)
         cached: list[DataFrame] = []
         try:
             exp_counts = count_expectations(raw, self.spec.expectations)
