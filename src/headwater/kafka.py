@@ -16,13 +16,17 @@ if TYPE_CHECKING:
 
 
 def client_config(conn: KafkaConnection, **extra: Any) -> dict[str, Any]:
-    """confluent-kafka configuration for ``conn`` (its extra options included)."""
-    return {"bootstrap.servers": conn.bootstrap_servers, **conn.options, **extra}
+    """confluent-kafka configuration for ``conn`` (its extra options included, secrets revealed).
+
+    The one place, with :func:`spark_options`, where secret option values leave their ``Secret``
+    wrapper: hand the result to a client, never to a message or a log line.
+    """
+    return {**conn.client_config(), **extra}
 
 
 def spark_options(conn: KafkaConnection) -> dict[str, str]:
-    """The same connection as options of Spark's Kafka source/sink (``kafka.`` prefix)."""
-    return {"kafka.bootstrap.servers": conn.bootstrap_servers, **{f"kafka.{k}": v for k, v in conn.options.items()}}
+    """The same connection as options of Spark's Kafka source/sink (``kafka.`` prefix, secrets revealed)."""
+    return conn.spark_options()
 
 
 def admin(conn: KafkaConnection) -> Any:
