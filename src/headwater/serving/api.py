@@ -31,9 +31,10 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from starlette.exceptions import HTTPException
 
+from headwater import redact
 from headwater.errors import HeadwaterError, NotFoundError, ServiceUnavailable
 from headwater.serving.reader import InvalidRequest, TableReader, hbase_sink, types_from_schema
 from headwater.spec.models import PipelineSpec
@@ -154,12 +155,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http)
 
 
-def _auth_dependency(token: str) -> Any:
+def _auth_dependency(token: SecretStr) -> Any:
     bearer = HTTPBearer(auto_error=False, description=f"Bearer token (set with --token-env or {TOKEN_ENV}).")
+    expected = token.get_secret_value().encode()
 
     def check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
         given = credentials.credentials if credentials else ""
-        if not secrets.compare_digest(given.encode(), token.encode()):
+        if not secrets.compare_digest(given.encode(), expected):
             raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     return Depends(check)
@@ -176,7 +178,7 @@ def _doc_params(reader: Any, prefix: str, required: bool) -> list[dict[str, Any]
     return out
 
 
-def create_app(spec: PipelineSpec, types: Mapping[str, str] | None = None, token: str | None = None,
+def create_app(spec: PipelineSpec, types: Mapping[str, str] | None = None, token: str | SecretStr | None = None,
                *, reader: Any = None) -> FastAPI:  # fmt: skip
     """The query API for one pipeline.
 
@@ -185,13 +187,17 @@ def create_app(spec: PipelineSpec, types: Mapping[str, str] | None = None, token
         types: codec types of columns the spec's ``schema`` does not give (e.g. ``{"total": "decimal"}``);
             they override the schema's.
         token: bearer token every ``/v1`` route requires; ``None``: ``$HEADWATER_API_TOKEN`` if set,
-            else no authentication.
+            else no authentication; ``""``: no authentication. Kept as a secret (``***`` in any output).
         reader: a ready :class:`TableReader` (or a stand-in with the same methods, for tests).
     """
     sink = hbase_sink(spec)
     if reader is None:
         reader = TableReader(sink, spec.connections.hbase, {**types_from_schema(spec), **(types or {})})
-    token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+    given = token.get_secret_value() if isinstance(token, SecretStr) else token
+    given = given if given is not None else os.environ.get(TOKEN_ENV) or None
+    if given:
+        redact.register([given])
+    secret = redact.Secret(given) if given else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -204,9 +210,9 @@ def create_app(spec: PipelineSpec, types: Mapping[str, str] | None = None, token
                   description=f"Rows of HBase table `{sink.full_table}`, row key `{sink.row_key}`.\n\n"
                   + (__doc__ or "").split("\n\n", 1)[1], lifespan=lifespan)  # fmt: skip
     _install_error_handlers(app)
-    router = APIRouter(prefix="/v1/{pipeline}", dependencies=[_auth_dependency(token)] if token else [])
+    router = APIRouter(prefix="/v1/{pipeline}", dependencies=[_auth_dependency(secret)] if secret else [])
     errors: dict[int | str, dict[str, Any]] = {
-        code: {"model": ErrorOut} for code in (400, 401, 404, 422, 503) if token or code != 401
+        code: {"model": ErrorOut} for code in (400, 401, 404, 422, 503) if secret or code != 401
     }
 
     def check_pipeline(pipeline: str) -> None:
