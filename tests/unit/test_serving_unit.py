@@ -235,6 +235,8 @@ def test_openapi_documents_key_fields(spec: Any, fake: FakeReader) -> None:
     doc = TestClient(create_app(spec, reader=fake, token="")).get("/openapi.json").json()
     get_params = {p["name"]: p for p in doc["paths"]["/v1/{pipeline}/rows/get"]["get"]["parameters"]}
     assert get_params["order_id"]["required"] and "integer" in get_params["order_id"]["description"]
+    assert get_params["order_id"]["schema"] == {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
+    assert get_params["customer_id"]["schema"] == {"type": "string"}
     scan_params_doc = {p["name"] for p in doc["paths"]["/v1/{pipeline}/rows/scan"]["get"]["parameters"]}
     assert {"prefix.customer_id", "start.order_id", "stop.order_id", "limit", "page_token"} <= scan_params_doc
 
@@ -352,6 +354,7 @@ def test_serve_token_env_must_be_set(served: list[dict[str, Any]]) -> None:
     ({"customer_id": "c1", "ts": TS, "order_id": "9" * 30}, "out of range for a 64-bit signed integer"),
     ({"customer_id": "c1", "ts": "0001-01-01T00:00:00+05:00"}, "'ts'.*outside the years 1-9999 in UTC"),
     ({"customer_id": "c1", "ts": "9999-12-31T23:59:59-05:00"}, "outside the years 1-9999 in UTC"),
+    # 2 salt digits + "|" + 40000 + "|": over HBase's limit
     ({"customer_id": "x" * 40000}, "the key is 40004 bytes; HBase row keys are at most 32767"),
     ({"c" * 5000: "1"}, r"unknown key field 'ccc.*\(5000 characters\); key fields"),
 ])  # fmt: skip

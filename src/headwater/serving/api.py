@@ -46,6 +46,14 @@ _KIND_HELP = {
     "int": "integer", "long": "integer", "double": "number", "date": "ISO date (YYYY-MM-DD)",
     "timestamp": "ISO-8601 timestamp or epoch ms", "reverse_ts": "ISO-8601 timestamp or epoch ms",
 }  # fmt: skip
+_KIND_SCHEMA: dict[str, dict[str, Any]] = {
+    "int": {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+    "long": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+    "double": {"type": "number"},
+    "date": {"type": "string", "format": "date"},
+    "timestamp": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]},
+    "reverse_ts": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]},
+}  # fmt: skip
 
 
 class RowOut(BaseModel):
@@ -174,7 +182,7 @@ def _doc_params(reader: Any, prefix: str, required: bool) -> list[dict[str, Any]
         kind = reader.field_kind(field)
         help_ = f"row-key field ({_KIND_HELP.get(kind, 'text')})"
         out.append({"name": f"{prefix}{field}", "in": "query", "required": required,
-                    "schema": {"type": "string"}, "description": help_})  # fmt: skip
+                    "schema": _KIND_SCHEMA.get(kind, {"type": "string"}), "description": help_})  # fmt: skip
     return out
 
 
