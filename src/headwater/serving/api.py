@@ -16,7 +16,13 @@ inclusive, ``stop`` exclusive. ``next_page_token`` of a scan response is passed 
 
 Errors are ``{"error": "..."}``: 400 for a bad field or value, 401 for a missing or wrong bearer
 token (when a token is configured), 404 for a missing row, table or pipeline, 422 for a malformed
-``limit``/``n``, 503 when HBase cannot be reached.
+``limit``/``n``, 503 when HBase cannot be reached. No client input is answered with a 5xx: a value
+that cannot be part of a row key (an integer of thousands of digits, an instant outside the years
+1-9999 in UTC, a key longer than HBase's 32767 bytes) is a 400 naming the field (the test suite
+fuzzes every route from this document).
+
+``headwater serve`` listens on 127.0.0.1 by default; a non-loopback ``--host`` needs a token
+(``--token-env VAR`` or ``$HEADWATER_API_TOKEN``) or an explicit ``--insecure``.
 """
 
 from __future__ import annotations
