@@ -209,3 +209,21 @@ class PositionStore:
         )
         if producer.flush(30) != 0 or errors:
             raise TransientError(f"committing position '{key}' to Kafka topic '{self.topic}' failed: {errors}")
+
+
+PRODUCER_MAX_REQUEST_BYTES = 1_048_576  # the producer's max.request.size default (Spark's and librdkafka's)
+RECORD_OVERHEAD_BYTES = 512  # batch and record headers a record carries besides its key and value
+
+
+def max_record_bytes(conn: KafkaConnection, topic: str) -> int:
+    """The largest key + value a producer can append to ``topic``: the smaller of the topic's
+    ``max.message.bytes`` and the producer's ``max.request.size``, less the framing of one record."""
+    from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
+
+    resource = ConfigResource("topic", topic)
+    with broker_away_is_transient(conn, f"reading the config of topic '{topic}'"):
+        client = admin(conn)  # kept referenced until the future resolves: a collected client cancels it
+        configs = client.describe_configs([resource])[resource].result(timeout=10)
+    topic_limit = int(configs["max.message.bytes"].value)
+    producer_limit = int(conn.options.get("max.request.size", PRODUCER_MAX_REQUEST_BYTES))
+    return min(topic_limit, producer_limit) - RECORD_OVERHEAD_BYTES

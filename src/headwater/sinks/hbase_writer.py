@@ -4,10 +4,17 @@ Runs inside ``mapInArrow``: the description is pickled to the executor, the Thri
 is opened there (one per partition) and never pickled. Values are encoded column by column
 (:mod:`headwater.sinks.arrow_codec`), rows are assembled straight into Thrift's binary form
 (:mod:`headwater.sinks.thrift2`), and calls go out on one background thread in order, so the next
-batch is encoded while HBase writes the previous one. Each call is bounded by rows and bytes,
-deduplicated by row key (later record wins) and retried whole with exponential backoff.
-A record that cannot be encoded (null row-key field, bad version value) is returned as rejected,
-never retried; an infrastructure error that outlasts the retries fails the task loudly.
+batch is encoded while HBase writes the previous one. Each call is bounded by rows and bytes and
+retried whole with exponential backoff.
+
+Versions: every record is one put at its own cell timestamp (the ``version`` field), so when
+several versions of a row key meet in one call they are all written and HBase serves the newest
+timestamp whatever the arrival order; a family with ``max_versions > 1`` keeps the history. Only
+the same row key at the same timestamp is deduplicated, the later Kafka position winning.
+
+A record that cannot be encoded (null row-key field, bad version value) or is over HBase's size
+limits (row key, cell, request) is returned as rejected, never retried; an infrastructure error
+that outlasts the retries fails the task loudly.
 """
 
 from __future__ import annotations
@@ -70,6 +77,8 @@ class WriterDescription:
     durability: str = "sync_wal"
     batch_rows: int = 2000
     batch_bytes: int = 2_000_000
+    max_cell_bytes: int = 10_485_760
+    max_request_bytes: int = 64 * 1024 * 1024
     retries: int = 8
     backoff_ms: int = 200
     extra: dict[str, Any] = field(default_factory=dict)
@@ -188,8 +197,12 @@ def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]],
         names = [(c.family.encode(), c.qualifier.encode()) for c in desc.cells]
         stats = {"rows": 0, "written": 0, "deduped": 0, "bytes": 0, "retries": 0, "calls": 0}
         rejected: list[dict[str, Any]] = []
-        pending: dict[bytes, Any] = {}
+        # One put per (row key, cell timestamp): versions of a key with different timestamps are all
+        # written (HBase serves the newest, families keep the history); the same key and timestamp
+        # twice keeps the later Kafka position.
+        pending: dict[tuple[bytes, int], tuple[Any, int, int]] = {}
         pending_bytes = 0
+        limits = _Limits.of(desc)
         sender = _Sender(desc, conn, stats)
 
         try:
@@ -201,6 +214,8 @@ def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]],
                 cells_per_row = sum(
                     (c.is_valid().to_numpy(zero_copy_only=False) for c in columns), np.zeros(n, "int32")
                 )
+                offsets = _offsets(batch)
+                largest = limits.largest_cells(columns, n)
                 puts = None
                 if binary:
                     stamps = [0 if v is None else v for v in versions]
@@ -222,16 +237,26 @@ def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]],
                                    if (v := c[i].as_py()) is not None]  # fmt: skip
                         put = thrift2.put_object(key, triples, versions[i], durability)
                         size = len(key) + sum(len(v) + 40 for *_, v in triples)
-                    if key in pending:
+                    too_large = limits.check(key, int(largest[i]), size, columns, i)
+                    if too_large:
+                        rejected.append(_rejection(batch, i, "too_large", too_large))
+                        continue
+                    slot = (key, versions[i])
+                    if slot in pending:
                         stats["deduped"] += 1
-                        pending_bytes -= pending[key][1]
-                    pending[key] = (put, size)
+                        if pending[slot][2] > offsets[i]:  # the one already kept is the later position
+                            continue
+                        pending_bytes -= pending[slot][1]
+                    if pending and pending_bytes + size > limits.request_bytes:
+                        sender.submit([p for p, _, _ in pending.values()], pending_bytes)
+                        pending, pending_bytes = {}, 0
+                    pending[slot] = (put, size, offsets[i])
                     pending_bytes += size
-                    if len(pending) >= desc.batch_rows or pending_bytes >= desc.batch_bytes:
-                        sender.submit([p for p, _ in pending.values()], pending_bytes)
+                    if len(pending) >= desc.batch_rows or pending_bytes >= limits.request_bytes:
+                        sender.submit([p for p, _, _ in pending.values()], pending_bytes)
                         pending, pending_bytes = {}, 0
             if pending:
-                sender.submit([p for p, _ in pending.values()], pending_bytes)
+                sender.submit([p for p, _, _ in pending.values()], pending_bytes)
             sender.close()
         finally:
             if sender.thread.is_alive():
@@ -244,6 +269,64 @@ def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]],
         yield pa.RecordBatch.from_pylist([{k: r.get(k) for k in result_names} for r in out], schema=_arrow_schema())
 
     return write
+
+
+MAX_ROW_KEY_BYTES = 32767  # HConstants.MAX_ROW_LENGTH: HBase refuses longer row keys
+_CELL_OVERHEAD = 24  # KeyValue framing: lengths, timestamp, type
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """HBase's and the Thrift server's size limits, checked before a record is sent."""
+
+    cell_bytes: int
+    request_bytes: int
+    message_bytes: int
+    labels: tuple[str, ...]
+    name_bytes: tuple[int, ...]
+
+    @classmethod
+    def of(cls, desc: WriterDescription) -> _Limits:
+        return cls(
+            desc.max_cell_bytes, min(desc.batch_bytes, desc.max_request_bytes), desc.max_request_bytes,
+            tuple(f"{c.family}:{c.qualifier}" for c in desc.cells),
+            tuple(len(c.family.encode()) + len(c.qualifier.encode()) for c in desc.cells),
+        )  # fmt: skip
+
+    def largest_cells(self, columns: list[pa.Array], n: int) -> Any:
+        """Per row, the bytes of its largest cell without the row key (numpy array)."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        largest = np.zeros(n, "int64")
+        for values, names in zip(columns, self.name_bytes, strict=True):
+            lengths = pc.binary_length(values).fill_null(0).to_numpy(zero_copy_only=False)
+            np.maximum(largest, lengths + names + _CELL_OVERHEAD, out=largest)
+        return largest
+
+    def check(self, key: bytes, largest_cell: int, put_bytes: int, columns: list[pa.Array], index: int) -> str | None:
+        """Why the record at ``index`` is too large for HBase (key, size, limit), or None."""
+        shown = key[:60] + (b"..." if len(key) > 60 else b"")
+        if len(key) > MAX_ROW_KEY_BYTES:
+            return f"row key {shown!r} is {len(key)} bytes; HBase's row key limit is {MAX_ROW_KEY_BYTES}"
+        if largest_cell + len(key) > self.cell_bytes:
+            for label, values, names in zip(self.labels, columns, self.name_bytes, strict=True):
+                value = values[index]
+                size = len(key) + names + _CELL_OVERHEAD + (len(value.as_py()) if value.is_valid else 0)
+                if size > self.cell_bytes:
+                    return (f"row key {shown!r}: cell {label} is {size} bytes; "
+                            f"the cell limit (max_cell_bytes) is {self.cell_bytes}")  # fmt: skip
+        if put_bytes > self.message_bytes:
+            return (f"row key {shown!r}: the row is {put_bytes} bytes in one put; "
+                    f"the Thrift request limit (max_request_bytes) is {self.message_bytes}")  # fmt: skip
+        return None
+
+
+def _offsets(batch: pa.RecordBatch) -> list[int]:
+    """Kafka offsets of the rows (the later wins a tie), or the row order when the batch has none."""
+    if "_hw_offset" in batch.schema.names:
+        return [-1 if o is None else o for o in batch.column("_hw_offset").to_pylist()]
+    return list(range(batch.num_rows))
 
 
 def _encode_cells(desc: WriterDescription, batch: pa.RecordBatch) -> tuple[list[pa.Array], list[Any], dict[int, str]]:
