@@ -225,5 +225,5 @@ def max_record_bytes(conn: KafkaConnection, topic: str) -> int:
         client = admin(conn)  # kept referenced until the future resolves: a collected client cancels it
         configs = client.describe_configs([resource])[resource].result(timeout=10)
     topic_limit = int(configs["max.message.bytes"].value)
-    producer_limit = int(conn.options.get("max.request.size", PRODUCER_MAX_REQUEST_BYTES))
+    producer_limit = int(conn.client_config().get("max.request.size", PRODUCER_MAX_REQUEST_BYTES))
     return min(topic_limit, producer_limit) - RECORD_OVERHEAD_BYTES
