@@ -16,13 +16,17 @@ if TYPE_CHECKING:
 
 
 def client_config(conn: KafkaConnection, **extra: Any) -> dict[str, Any]:
-    """confluent-kafka configuration for ``conn`` (its extra options included)."""
-    return {"bootstrap.servers": conn.bootstrap_servers, **conn.options, **extra}
+    """confluent-kafka configuration for ``conn`` (its extra options included, secrets revealed).
+
+    The one place, with :func:`spark_options`, where secret option values leave their ``Secret``
+    wrapper: hand the result to a client, never to a message or a log line.
+    """
+    return {**conn.client_config(), **extra}
 
 
 def spark_options(conn: KafkaConnection) -> dict[str, str]:
-    """The same connection as options of Spark's Kafka source/sink (``kafka.`` prefix)."""
-    return {"kafka.bootstrap.servers": conn.bootstrap_servers, **{f"kafka.{k}": v for k, v in conn.options.items()}}
+    """The same connection as options of Spark's Kafka source/sink (``kafka.`` prefix, secrets revealed)."""
+    return conn.spark_options()
 
 
 def admin(conn: KafkaConnection) -> Any:
@@ -221,5 +225,5 @@ def max_record_bytes(conn: KafkaConnection, topic: str) -> int:
         client = admin(conn)  # kept referenced until the future resolves: a collected client cancels it
         configs = client.describe_configs([resource])[resource].result(timeout=10)
     topic_limit = int(configs["max.message.bytes"].value)
-    producer_limit = int(conn.options.get("max.request.size", PRODUCER_MAX_REQUEST_BYTES))
+    producer_limit = int(conn.client_config().get("max.request.size", PRODUCER_MAX_REQUEST_BYTES))
     return min(topic_limit, producer_limit) - RECORD_OVERHEAD_BYTES

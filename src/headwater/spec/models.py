@@ -17,12 +17,18 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
+    SecretStr,
     SerializeAsAny,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from headwater import redact
+from headwater.redact import Secret
 from headwater.sinks.base import SinkConfig
 from headwater.sources.base import SourceConfig
 from headwater.stack.config import StackConfig
@@ -53,6 +59,47 @@ def _conf_value(value: Any) -> Any:
 ConfValue = Annotated[str, BeforeValidator(_conf_value)]
 
 
+class HoldsSecrets:
+    """Marks a field of options whose secret-named entries (:func:`headwater.redact.is_secret_name`)
+    are kept as :class:`~headwater.redact.Secret`; the spec loader never shows such a field's value."""
+
+
+def _hide_secrets(options: dict[str, str | Secret]) -> dict[str, str | Secret]:
+    """Secret-named options as :class:`~headwater.redact.Secret`, their values registered for redaction."""
+    out: dict[str, str | Secret] = {}
+    for name, value in options.items():
+        if not isinstance(value, Secret) and redact.is_secret_name(name):
+            value = Secret(value)
+        if isinstance(value, Secret):
+            redact.register([value.get_secret_value()])
+        out[name] = value
+    return out
+
+
+def _dump_option(value: str | Secret) -> str:
+    return redact.MASK if isinstance(value, SecretStr) else value
+
+
+def _option_value(value: Any) -> str | Secret:
+    """A property value: text (YAML numbers and booleans as property strings) or an already wrapped secret."""
+    value = _conf_value(value)
+    if isinstance(value, SecretStr):
+        return value if isinstance(value, Secret) else Secret(value.get_secret_value())
+    if not isinstance(value, str):
+        raise PydanticCustomError("string_type", "Input should be a valid string")
+    return value
+
+
+OptionValue = Annotated[
+    str | Secret,
+    PlainValidator(_option_value),
+    PlainSerializer(_dump_option, when_used="json"),
+    WithJsonSchema({"type": "string"}),
+]
+#: Client or Spark properties; entries named like secrets are held as ``Secret`` (shown as ``***``).
+SecretOptions = Annotated[dict[str, OptionValue], AfterValidator(_hide_secrets), HoldsSecrets()]
+
+
 def _topic_name(value: str) -> str:
     if not _TOPIC_RE.fullmatch(value) or value in {".", ".."}:
         raise PydanticCustomError(
@@ -72,18 +119,21 @@ class KafkaConnection(_Model):
     """How to reach Kafka."""
 
     bootstrap_servers: str = Field(description="Comma-separated host:port list of Kafka brokers.")
-    options: dict[str, ConfValue] = Field(
+    options: SecretOptions = Field(
         default_factory=dict,
         description="Extra client properties (security.protocol, sasl.*, ...), given to confluent-kafka "
-        "as is and to Spark as kafka.<key>.",
+        "as is and to Spark as kafka.<key>. Values of secret-named properties (sasl.password, "
+        "ssl.key.password, sasl.jaas.config, ...; see headwater.redact) are shown as ***.",
     )
 
     def client_config(self) -> dict[str, str]:
-        """Properties for a confluent-kafka client: ``bootstrap.servers`` plus :attr:`options`."""
-        return {"bootstrap.servers": self.bootstrap_servers, **self.options}
+        """Properties for a confluent-kafka client: ``bootstrap.servers`` plus :attr:`options`, secrets
+        revealed. Only for configuring a client: never print or log the result."""
+        return {"bootstrap.servers": self.bootstrap_servers, **redact.reveal(self.options)}
 
     def spark_options(self) -> dict[str, str]:
-        """Options for Spark's Kafka source/sink: every client property prefixed with ``kafka.``."""
+        """Options for Spark's Kafka source/sink: every client property prefixed with ``kafka.`` (secrets
+        revealed, as :meth:`client_config`)."""
         return {f"kafka.{key}": value for key, value in self.client_config().items()}
 
 
@@ -114,7 +164,15 @@ class SparkSettings(_Model):
     """How to run Spark."""
 
     master: str = Field(default="local[2]", description="Spark master URL.")
-    conf: dict[str, ConfValue] = Field(default_factory=dict, description="Extra Spark configuration.")
+    conf: SecretOptions = Field(
+        default_factory=dict,
+        description="Extra Spark configuration; values of secret-named keys (spark.hadoop.fs.s3a.secret.key, "
+        "...) are shown as ***.",
+    )
+
+    def spark_conf(self) -> dict[str, str]:
+        """:attr:`conf` with secrets revealed: only for building the Spark session."""
+        return redact.reveal(self.conf)
 
 
 def _default_kafka() -> KafkaConnection:
