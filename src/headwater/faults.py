@@ -63,18 +63,19 @@ def _rule(pattern: str, kind: Kind, reason: str, template: str) -> _Rule:
     return re.compile(pattern, re.IGNORECASE if kind == "transient" else 0), kind, reason, template
 
 
+# fmt: off
 _RULES: list[_Rule] = [
     # --- HBase (as the Thrift2 server reports them in TIOError messages) ---------------------------
     _rule(r"NoSuchColumnFamilyException: Column family (?P<family>\S+) does not exist in region \S+ "
           r"in table '(?P<table>[^']+)'", "permanent", "family_not_found",
-          "HBase table '{table}': column family '{family}' does not exist"),  # fmt: skip
+          "HBase table '{table}': column family '{family}' does not exist"),
     _rule(r"NoSuchColumnFamilyException", "permanent", "family_not_found", "HBase: a column family does not exist"),
     _rule(r"TableNotFoundException(?::\s*(?P<table>[\w:.-]+))?", "permanent", "table_not_found",
           "HBase table '{table}' does not exist"),
     # RetriesExhaustedWithDetailsException of a TableNotFoundException: its message is only the table name,
     # and no server could be asked ("null").
     _rule(r"Failed \d+ actions?: (?P<table>[\w:.-]+): \d+ times?, servers with issues: null", "permanent",
-          "table_not_found", "HBase table '{table}' does not exist"),  # fmt: skip
+          "table_not_found", "HBase table '{table}' does not exist"),
     _rule(r"TableNotEnabledException(?::\s*(?P<table>[\w:.-]+))?", "permanent", "table_disabled",
           "HBase table '{table}' is disabled"),
     _rule(r"DoNotRetryIOException: (?P<table>[\w:.-]+) is disabled", "permanent", "table_disabled",
@@ -90,7 +91,7 @@ _RULES: list[_Rule] = [
           "Kafka: not authorized to access topic(s) {topic}"),
     _rule(r"TopicAuthorizationException|TOPIC_AUTHORIZATION_FAILED|GroupAuthorizationException|"
           r"ClusterAuthorizationException|SaslAuthenticationException|_AUTHENTICATION", "permanent",
-          "unauthorized", "Kafka: not authorized ({match})"),  # fmt: skip
+          "unauthorized", "Kafka: not authorized ({match})"),
     _rule(r"UNKNOWN_TOPIC_OR_PART|UnknownTopicOrPartitionException", "permanent", "topic_not_found",
           "Kafka: topic or partition does not exist ({match})"),
     _rule(r"KAFKA_DATA_LOSS|failOnDataLoss", "permanent", "data_loss", "Kafka: records gone before they were read"),
@@ -100,17 +101,18 @@ _RULES: list[_Rule] = [
     # --- transient: services away or busy --------------------------------------------------------
     _rule(r"NotServingRegionException|RegionMovedException|RegionOpeningException|RegionTooBusyException|"
           r"ServerNotRunningYetException|PleaseHoldException|CallQueueTooBigException|RegionServerStoppedException",
-          "transient", "region_moving", "HBase: region moving or busy ({match})"),  # fmt: skip
+          "transient", "region_moving", "HBase: region moving or busy ({match})"),
     _rule(r"MetaException\(message:Could not connect", "transient", "unreachable",
           "Hive metastore not reachable ({match})"),
     _rule(r"NotLeaderOrFollower|NOT_LEADER|LEADER_NOT_AVAILABLE|Failed to update metadata|_ALL_BROKERS_DOWN|"
           r"_TRANSPORT|DisconnectException|NetworkException|Broker transport failure", "transient", "unreachable",
-          "Kafka not reachable ({match})"),  # fmt: skip
+          "Kafka not reachable ({match})"),
     _rule(r"TTransportException|org\.apache\.thrift\.transport|Connection refused|ConnectionRefusedError|"
           r"Connection reset|BrokenPipeError|Broken pipe|ServiceUnavailable|No route to host", "transient",
-          "unreachable", "service not reachable ({match})"),  # fmt: skip
+          "unreachable", "service not reachable ({match})"),
     _rule(r"TimeoutException|_TIMED_OUT|timed out|CallTimeoutException", "transient", "timeout", "timed out ({match})"),
 ]
+# fmt: on
 
 # An error raised by headwater code inside a Spark task reaches the driver as text, as its traceback's last
 # line: "headwater.errors.PermanentError: HBase table ...". Its class decides; its message is the line.
@@ -136,7 +138,7 @@ def classify(error: BaseException | str) -> Fault:
         kafka_fault = _kafka_error(error)
         if kafka_fault is not None:
             return kafka_fault
-        text = f"{type(error).__name__}: {error}"
+        text = f"{type(error).__name__}: {_str(error)}"
         by_text = _by_text(text)
         if by_text is not None:
             return by_text
@@ -194,6 +196,14 @@ def _kafka_error(error: BaseException) -> Fault | None:
     return Fault("permanent", "unknown", f"Kafka: {text}")
 
 
+def _str(error: BaseException) -> str:
+    """``str(error)``; a py4j error whose JVM is gone cannot render its Java side, then its Python args."""
+    try:
+        return str(error)
+    except Exception:
+        return " ".join(str(a) for a in error.args)
+
+
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0][:500] if text.strip() else ""
 
@@ -211,7 +221,7 @@ class RetryBudget:
         True
     """
 
-    def __init__(self, max: int, within: float, clock: Callable[[], float] = time.monotonic) -> None:  # noqa: A002
+    def __init__(self, max: int, within: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.max = max
         self.within = within
         self.clock = clock

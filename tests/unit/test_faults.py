@@ -9,7 +9,6 @@ stage logged it in tests/e2e/test_kafka_faults.py).
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -63,7 +62,7 @@ def test_a_permanent_cause_inside_a_retry_wrapper_stays_permanent() -> None:
 def test_headwater_errors_raised_in_a_spark_task_decide_by_their_class() -> None:
     text = (
         "pyspark.errors.exceptions.captured.StreamingQueryException: [FOREACH_BATCH_USER_FUNCTION_ERROR] ...\n"
-        "  File \"/x/hbase_writer.py\", line 120, in send_with_retry\n    raise PermanentError(message)\n"
+        '  File "/x/hbase_writer.py", line 120, in send_with_retry\n    raise PermanentError(message)\n'
         "headwater.errors.PermanentError: HBase table 't:o': column family 'x' does not exist; first record of"
         " the failing call: partition 1, offset 40\n\tat org.apache.spark.api.python.BasePythonRunner"
     )
@@ -83,7 +82,7 @@ def test_exceptions() -> None:
     assert not classify(NotFoundError("topic 't' not found")).transient
     assert not classify(PermanentError("x")).transient
     assert classify(TTransportException(message="Could not connect to ('127.0.0.1', 1)")).transient
-    assert classify(socket.timeout("timed out")).transient
+    assert classify(TimeoutError("timed out")).transient
     assert classify(ConnectionRefusedError(111, "Connection refused")).transient
     assert classify(BrokenPipeError(32, "Broken pipe")).transient
 
