@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from headwater.errors import NotFoundError, ServiceUnavailable, TransientError
+from headwater.faults import classify
 
 if TYPE_CHECKING:
     from headwater.spec.models import KafkaConnection
@@ -106,27 +106,19 @@ def start_offsets(conn: KafkaConnection, topic: str) -> dict[int, int]:
 
 @contextlib.contextmanager
 def broker_away_is_transient(conn: KafkaConnection, doing: str) -> Iterator[None]:
-    """Raise the errors of a broker that is away (refused, timed out, no leader) as TransientError."""
+    """Raise the errors of a broker that is away (refused, timed out, no leader) as TransientError.
+
+    :func:`headwater.faults.classify` decides; other Kafka errors pass through unchanged.
+    """
     from confluent_kafka import KafkaError, KafkaException
 
     try:
         yield
     except KafkaException as exc:
         err = exc.args[0] if exc.args else None
-        if isinstance(err, KafkaError) and (err.retriable() or err.code() in _broker_away_codes()):
+        if isinstance(err, KafkaError) and classify(exc).transient:
             raise TransientError(f"Kafka at {conn.bootstrap_servers}: {doing}: {err.str()}") from None
         raise
-
-
-@functools.cache
-def _broker_away_codes() -> frozenset[int]:
-    """Error codes of a broker that is down, restarting or has no partition leader yet."""
-    from confluent_kafka import KafkaError
-
-    return frozenset({
-        KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN, KafkaError._WAIT_COORD,
-        KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION,
-    })  # fmt: skip
 
 
 class PositionStore:

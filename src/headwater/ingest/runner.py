@@ -12,12 +12,14 @@ import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from headwater import kafka
-from headwater.errors import HeadwaterError, TransientError
+from headwater.errors import HeadwaterError, PermanentError, RetriesExhausted, TransientError
+from headwater.faults import RetryBudget, classify
 from headwater.ingest.encode import to_records
 from headwater.observability.progress import ProgressFile
 from headwater.sources import drift
@@ -67,6 +69,8 @@ class IngestStage:
         self.progress = ProgressFile(ctx.progress_path("ingest"), "ingest")
         self.positions = kafka.PositionStore(self.spec.connections.kafka, self.spec.state_topic)
         self.stop_event = threading.Event()
+        self.clock: Callable[[], float] = time.monotonic  # the retry bound's clock (tests inject one)
+        self.first_backoff = 1.0  # seconds before the first retry; doubles up to 60
 
     @property
     def spark(self) -> SparkSession:
@@ -185,29 +189,38 @@ class IngestStage:
         return current, {"schema": current, "schema_changes": changes}
 
     def run(self, until_drained: bool = False) -> dict[str, Any]:
-        """Poll until stopped (or, with ``until_drained``, until a poll finds nothing new)."""
+        """Poll until stopped (or, with ``until_drained``, until a poll finds nothing new).
+
+        A poll that fails with a transient error (:func:`headwater.faults.classify`: Kafka or the
+        metastore away) is retried with backoff, at most ``ingest.retries.max`` times within
+        ``ingest.retries.within``; one more fails the stage with the last cause (RetriesExhausted). A
+        permanent error fails it at once (PermanentError). The progress file then says ``failed``.
+        """
         self.progress.set(state="preparing")
         self.progress.flush()
         self.prepare()
         poll = parse_duration(getattr(self.spec.source, "poll", "5 seconds"))
-        backoff = 1.0
+        bound = self.spec.ingest.retries
+        budget = RetryBudget(bound.max, bound.within_seconds, self.clock)
+        backoff = self.first_backoff
         self.progress.set(state="running")
         self.progress.flush()
         while not self.stop_event.is_set():
             try:
                 result = self.poll_once()
-                backoff = 1.0
-            except TransientError as exc:
-                result = None
-                self._retry_later(f"{exc}", backoff)
-                backoff = min(backoff * 2, 60)
-                continue
-            except HeadwaterError:
-                raise
-            except Exception as exc:  # Spark/Py4J errors: retried if infrastructure
-                if not _is_transient(exc):
-                    raise
-                self._retry_later(_short(exc), backoff)
+                backoff = self.first_backoff
+            except drift.SchemaDriftError:
+                raise  # its own message and exit code; the progress file already says failed
+            except Exception as exc:  # TransientError, or Spark/Py4J errors: the classifier decides
+                fault = classify(exc)  # on the whole text: a JVM error's chain of causes included
+                why = str(exc) if isinstance(exc, HeadwaterError) else _short(exc)  # the root cause's line
+                if not fault.transient:
+                    raise self._failed(exc, PermanentError(f"ingest stage stopped ({fault.reason}): {why}")) from None
+                if not budget.take():
+                    raise self._failed(exc, RetriesExhausted(
+                        f"ingest stage stopped after {bound.max} retries within {bound.within}: {why}"
+                    )) from None  # fmt: skip
+                self._retry_later(why, backoff)
                 backoff = min(backoff * 2, 60)
                 continue
             if result is None:
@@ -229,6 +242,14 @@ class IngestStage:
         self.progress.set(state="drained" if until_drained else "stopped")
         self.progress.flush()
         return dict(self.progress.data)
+
+    def _failed(self, cause: BaseException, error: HeadwaterError) -> HeadwaterError:
+        """Record ``error`` as the stage's final state (a headwater error ``cause`` keeps its own type)."""
+        final = cause if isinstance(cause, HeadwaterError) and not isinstance(cause, TransientError) else error
+        self.progress.set(state="failed", last_error=str(error))
+        self.progress.flush()
+        log.error("%s", error)
+        return final
 
     def _retry_later(self, why: str, delay: float) -> None:
         log.warning("ingest: transient error, retrying in %.0fs: %s", delay, why)
@@ -271,18 +292,6 @@ def fits(records: DataFrame, limit: int) -> DataFrame:
 def too_large_records(records: DataFrame, limit: int) -> DataFrame:
     """The records whose key and value do not fit in ``limit`` bytes."""
     return records.where(record_size() > limit)
-
-
-_TRANSIENT_MARKERS = (
-    "TimeoutException", "NetworkException", "NotLeaderOrFollower", "DisconnectException",
-    "Connection refused", "TTransportException", "LEADER_NOT_AVAILABLE", "Failed to update metadata",
-    "org.apache.thrift.transport", "MetaException(message:Could not connect",
-)  # fmt: skip
-
-
-def _is_transient(exc: BaseException) -> bool:
-    text = str(exc)
-    return any(marker in text for marker in _TRANSIENT_MARKERS)
 
 
 def _short(exc: BaseException) -> str:

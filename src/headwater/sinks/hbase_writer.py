@@ -24,7 +24,6 @@ import functools
 import json
 import logging
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -85,11 +84,9 @@ class WriterDescription:
 
 
 def _is_transient(exc: BaseException) -> bool:
-    from thriftpy2.transport import TTransportException
+    from headwater.faults import classify
 
-    if isinstance(exc, TTransportException | socket.timeout | ConnectionError | OSError | EOFError):
-        return True
-    return type(exc).__name__ == "TIOError"  # region moving, server not ready: retry
+    return classify(exc).transient
 
 
 class _Connection:
@@ -114,21 +111,54 @@ class _Connection:
         self.client = None
 
 
-def send_with_retry(call: Callable[[], None], desc: WriterDescription, conn: _Connection) -> int:
-    """Run ``call``; on transient errors reconnect and retry with exponential backoff. Returns retries."""
+def send_with_retry(call: Callable[[], None], desc: WriterDescription, conn: _Connection,
+                    position: str = "") -> int:  # fmt: skip
+    """Run ``call``; on transient errors reconnect and retry with exponential backoff. Returns retries.
+
+    A permanent error (:func:`headwater.faults.classify`), or a table found missing or disabled after a
+    transient one, raises PermanentError at once; a transient one that outlasts ``desc.retries`` raises
+    TransientError. Both are one line naming the table and ``position`` (the first record of the call).
+    """
+    from headwater.errors import PermanentError, TransientError
+    from headwater.faults import classify
+
     attempt = 0
     while True:
         try:
             call()
             return attempt
         except Exception as exc:
-            if not _is_transient(exc) or attempt >= desc.retries:
-                raise
+            fault = classify(exc)
+            where = f"; first record of the failing call: {position}" if position else ""
+            named = (
+                fault.message if "table" in (fault.subject or "") else f"HBase table '{desc.table}': {fault.message}"
+            )
+            if not fault.transient:
+                raise PermanentError(f"{named}{where}") from exc
+            gone = _table_unusable(conn, desc.table)  # a disabled table looks like a region that never opens
+            if gone:
+                raise PermanentError(f"HBase table '{desc.table}' {gone}{where}") from exc
+            if attempt >= desc.retries:
+                raise TransientError(f"{named} after {attempt} retries{where}") from exc
             delay = min(desc.backoff_ms * 2**attempt, 30_000) / 1000
             log.warning("HBase %s: %s; retry %d/%d in %.1fs", desc.table, exc, attempt + 1, desc.retries, delay)
             conn.reset()
             time.sleep(delay)
             attempt += 1
+
+
+def _table_unusable(conn: _Connection, table: str) -> str | None:
+    """'does not exist' or 'is disabled' if the server says so; None if fine or if it does not answer."""
+    conn.reset()
+    try:
+        client = conn.get()
+        if not client.table_exists(table):
+            return "does not exist"
+        if not client.table_enabled(table):
+            return "is disabled"
+    except Exception:  # the server is away: the retry finds out
+        conn.reset()
+    return None
 
 
 class _Sender:
@@ -141,7 +171,7 @@ class _Sender:
 
     def __init__(self, desc: WriterDescription, conn: _Connection, stats: dict[str, int]) -> None:
         self.desc, self.conn, self.stats = desc, conn, stats
-        self.queue: queue.Queue[tuple[list[Any], int] | None] = queue.Queue(maxsize=1)
+        self.queue: queue.Queue[tuple[list[Any], int, str] | None] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="headwater-hbase-sender", daemon=True)
         self.thread.start()
@@ -157,9 +187,10 @@ class _Sender:
         while (item := self.queue.get()) is not None:
             if self.error is not None:
                 continue  # drain until close()
-            puts, size = item
+            puts, size, position = item
             try:
-                self.stats["retries"] += send_with_retry(functools.partial(self._send, puts), self.desc, self.conn)
+                self.stats["retries"] += send_with_retry(functools.partial(self._send, puts), self.desc, self.conn,
+                                                         position)  # fmt: skip
             except BaseException as exc:  # handed to the caller thread
                 self.error = exc
                 continue
@@ -167,10 +198,11 @@ class _Sender:
             self.stats["bytes"] += size
             self.stats["calls"] += 1
 
-    def submit(self, puts: list[Any], size: int) -> None:
+    def submit(self, puts: list[Any], size: int, position: str = "") -> None:
+        """Queue one call; ``position`` names its first record for an error message."""
         if self.error is not None:
             raise self.error
-        self.queue.put((puts, size))
+        self.queue.put((puts, size, position))
 
     def close(self) -> None:
         """Wait for every submitted call; raise the first error."""
@@ -203,6 +235,7 @@ def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]],
         pending: dict[tuple[bytes, int], tuple[Any, int, int]] = {}
         pending_bytes = 0
         limits = _Limits.of(desc)
+        first = ""  # the position of the first record of the pending call
         sender = _Sender(desc, conn, stats)
 
         try:
@@ -248,15 +281,17 @@ def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]],
                             continue
                         pending_bytes -= pending[slot][1]
                     if pending and pending_bytes + size > limits.request_bytes:
-                        sender.submit([p for p, _, _ in pending.values()], pending_bytes)
+                        sender.submit([p for p, _, _ in pending.values()], pending_bytes, first)
                         pending, pending_bytes = {}, 0
+                    if not pending:
+                        first = _position(batch, i)
                     pending[slot] = (put, size, offsets[i])
                     pending_bytes += size
                     if len(pending) >= desc.batch_rows or pending_bytes >= limits.request_bytes:
-                        sender.submit([p for p, _, _ in pending.values()], pending_bytes)
+                        sender.submit([p for p, _, _ in pending.values()], pending_bytes, first)
                         pending, pending_bytes = {}, 0
             if pending:
-                sender.submit([p for p, _, _ in pending.values()], pending_bytes)
+                sender.submit([p for p, _, _ in pending.values()], pending_bytes, first)
             sender.close()
         finally:
             if sender.thread.is_alive():
@@ -367,6 +402,14 @@ def _row_keys(template: RowKeyTemplate, batch: pa.RecordBatch, errors: dict[int,
             errors[i] = str(exc)
             keys.append(None)
     return keys
+
+
+def _position(batch: pa.RecordBatch, index: int) -> str:
+    """``partition 1, offset 40`` of record ``index`` (its Kafka position), or '' without position columns."""
+    names = batch.schema.names
+    if "_hw_partition" not in names or "_hw_offset" not in names:
+        return ""
+    return f"partition {batch.column('_hw_partition')[index]}, offset {batch.column('_hw_offset')[index]}"
 
 
 def _rejection(batch: pa.RecordBatch, index: int, reason: str, message: str) -> dict[str, Any]:

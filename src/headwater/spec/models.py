@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from headwater import redact
+from headwater.errors import ConfigError
 from headwater.redact import Secret
 from headwater.sinks.base import SinkConfig
 from headwater.sources.base import SourceConfig
@@ -226,6 +227,48 @@ class DeadLetterSpec(_Model):
     replication: int = Field(default=1, ge=1, description="Replication factor, used at creation.")
 
 
+def _duration(value: Any) -> Any:
+    """A duration as text ('10 minutes', '90 s'), checked here so a bad one is a spec error."""
+    from headwater.timeutil import parse_duration
+
+    if isinstance(value, str):
+        try:
+            if parse_duration(value) <= 0:
+                raise ValueError
+        except (ConfigError, ValueError):
+            raise PydanticCustomError(
+                "duration", "expected a positive duration such as '10 minutes', '90 s', '500 ms'"
+            ) from None
+    return value
+
+
+class RetryBound(_Model):
+    """How many retries (restarts) of transient failures a stage makes before it fails with the last cause."""
+
+    max: int = Field(default=5, ge=0, description="Retries allowed within the window; 0: fail at the first error.")
+    within: Annotated[str, AfterValidator(_duration)] = Field(
+        default="10 minutes", description="The sliding window the retries are counted in, e.g. '10 minutes'."
+    )
+
+    @property
+    def within_seconds(self) -> float:
+        """The window in seconds."""
+        from headwater.timeutil import parse_duration
+
+        return parse_duration(self.within)
+
+
+class IngestSpec(_Model):
+    """How the ingest stage runs."""
+
+    retries: RetryBound = Field(
+        default_factory=lambda: RetryBound(max=10),
+        description="Retries of a poll that failed with a transient error (Kafka, metastore away); more within "
+        "the window fail the stage with the last cause. A permanent error (missing topic, record over Kafka's "
+        "size limit, authorization) fails it at once.",
+    )
+
+
 class ProcessSpec(_Model):
     """How the streaming (process) stage runs."""
 
@@ -248,6 +291,13 @@ class ProcessSpec(_Model):
         description="When records the stage has yet to read are gone from Kafka (retention, deletion): "
         "'fail' stops with an error naming the topic, partitions and offsets lost; 'skip' goes on past "
         "them and records the ranges in the progress file (records_lost, data_loss).",
+    )
+
+    restarts: RetryBound = Field(
+        default_factory=RetryBound,
+        description="Restarts of the streaming query after a transient failure (HBase or Kafka away longer "
+        "than the writer's own retries); more within the window fail the stage with the last cause. A "
+        "permanent error (missing table or family, disabled table, size limit, authorization) fails it at once.",
     )
 
     @field_validator("trigger")
@@ -314,6 +364,7 @@ class PipelineSpec(_Model):
     )
     sink: SerializeAsAny[SinkConfig] = Field(description="Sink plugin config, selected by 'type'.")
     dead_letter: DeadLetterSpec = Field(description="Topic for records that cannot be processed.")
+    ingest: IngestSpec = Field(default_factory=IngestSpec, description="Ingest stage settings.")
     process: ProcessSpec = Field(default_factory=ProcessSpec, description="Streaming stage settings.")
     connections: Connections = Field(
         default_factory=Connections, description="Service addresses; defaults: the local stack."
