@@ -52,3 +52,11 @@ def test_every_stack_process_listens_on_loopback_only(stack) -> None:  # type: i
 def test_the_check_sees_a_wildcard_socket() -> None:
     assert not _is_loopback("::") and not _is_loopback("0.0.0.0") and not _is_loopback("192.0.2.2")
     assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("::ffff:127.0.0.1")
+
+
+def test_a_local_spark_driver_listens_on_loopback_only(spark) -> None:  # type: ignore[no-untyped-def]
+    """The stages' Spark drivers (local master) keep their RPC and block-manager ports on loopback."""
+    assert spark.range(3).count() == 3
+    sockets = [s for s in _listening(psutil.Process()) if s[2] == "tcp"]
+    assert sockets, "the driver JVM should listen somewhere"
+    assert not [s for s in sockets if not _is_loopback(s[0])], sockets
