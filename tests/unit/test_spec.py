@@ -235,6 +235,7 @@ VALID_TOP = ", ".join(
         "process",
         "schema",
         "sink",
+        "sinks",
         "source",
         "state_topic",
         "topic",
@@ -244,8 +245,8 @@ VALID_TOP = ", ".join(
 
 BAD = {
     "unknown top-level key": (
-        GOOD + "sinks: {}\n",
-        f"pipeline.yaml:19: sinks: unknown field 'sinks' (did you mean 'sink'?); valid: {VALID_TOP} (got {{}})",
+        GOOD + "sinkz: {}\n",
+        f"pipeline.yaml:19: sinkz: unknown field 'sinkz' (did you mean 'sink'?); valid: {VALID_TOP} (got {{}})",
     ),
     "unknown field in source": (
         edit("  table: db.orders", "  tabel: db.orders"),
@@ -446,5 +447,24 @@ def test_json_schema_has_real_plugins() -> None:
     assert config_of("hbase")["additionalProperties"] is False
     assert config_of("fake")  # registered plugins are in the unions too
     assert "schema" in schema["properties"]
-    assert set(schema["required"]) >= {"name", "source", "topic", "sink", "dead_letter"}
+    assert set(schema["required"]) >= {"name", "source", "topic", "dead_letter"}
+    assert schema["anyOf"] == [{"required": ["sink"]}, {"required": ["sinks"]}]
     assert "oneOf" in schema["properties"]["transforms"]["items"]
+
+
+def test_several_sinks_by_name() -> None:
+    """`sinks:` lists several sinks; `sink` is the first; names must differ; not both forms at once."""
+    from headwater.errors import ConfigError
+
+    listed = ("sinks:\n  - {type: fakesink, name: serving, table: 'ns:orders', row_key: [id]}\n"
+              "  - {type: fakesink, name: archive, table: 'ns:archive', row_key: [id]}\n")  # fmt: skip
+    two = GOOD.replace("sink:\n  type: fakesink\n  table: ns:orders\n  row_key: [id]\n", listed)
+    assert listed in two
+    spec = load(two)
+    assert [s.name for s in spec.sinks] == ["serving", "archive"] and spec.sink is spec.sinks[0]
+    with pytest.raises(ConfigError, match="sink names must differ: serving used twice"):
+        load(two.replace("name: archive", "name: serving"))
+    with pytest.raises(ConfigError, match="give `sink` or `sinks`, not both"):
+        load(two + "sink: {type: fakesink, table: 'ns:x', row_key: [id]}\n")
+    with pytest.raises(ConfigError, match="a pipeline needs a sink"):
+        load(two.replace(listed, ""))

@@ -30,6 +30,12 @@ class ProgressFile:
         for k, v in counters.items():
             c[k] = c.get(k, 0) + v
 
+    def add_sink(self, name: str, **counters: int | float) -> None:
+        """Add to the counters of one sink (``sinks.<name>``): each sink is counted on its own."""
+        c = self.data.setdefault("sinks", {}).setdefault(name, {})
+        for k, v in counters.items():
+            c[k] = c.get(k, 0) + v
+
     def set(self, **fields: Any) -> None:
         self.data.update(fields)
 

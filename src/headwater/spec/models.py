@@ -24,6 +24,7 @@ from pydantic import (
     ValidationInfo,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -362,7 +363,15 @@ class PipelineSpec(_Model):
         description="Data-quality rules checked on every decoded record before the transforms; a failing "
         "record is warned about, dropped, dead-lettered (default) or stops the stage, per rule.",
     )
-    sink: SerializeAsAny[SinkConfig] = Field(description="Sink plugin config, selected by 'type'.")
+    # Set after validation whichever way the spec names its sinks (the validator below).
+    sink: SerializeAsAny[SinkConfig] = Field(  # type: ignore[assignment]
+        default=None, description="The sink, selected by 'type' (shorthand for a one-item `sinks`)."
+    )
+    sinks: list[SerializeAsAny[SinkConfig]] = Field(
+        default_factory=list,
+        description="Several sinks, each selected by 'type': every micro-batch is written to all of them "
+        "and commits only when all have written it. `sink` is the first.",
+    )
     dead_letter: DeadLetterSpec = Field(description="Topic for records that cannot be processed.")
     ingest: IngestSpec = Field(default_factory=IngestSpec, description="Ingest stage settings.")
     process: ProcessSpec = Field(default_factory=ProcessSpec, description="Streaming stage settings.")
@@ -415,12 +424,35 @@ class PipelineSpec(_Model):
             raise PydanticCustomError("topic_clash", "state topic must differ from topic.name and dead_letter.topic")
         return value
 
+    @model_validator(mode="after")
+    def _one_way_to_name_sinks(self) -> PipelineSpec:
+        given = self.sink is not None
+        if given and self.sinks:
+            if self.sinks[0] is self.sink:
+                return self
+            raise PydanticCustomError("sinks", "give `sink` or `sinks`, not both")
+        if not given and not self.sinks:
+            raise PydanticCustomError("sinks", "a pipeline needs a sink: give `sink` (one) or `sinks` (a list)")
+        if given:
+            self.sinks = [self.sink]
+        else:
+            self.sink = self.sinks[0]
+        names = [s.name or s.type for s in self.sinks]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise PydanticCustomError(
+                "sink_names",
+                "sink names must differ: {twice} used twice; give each a `name`",
+                {"twice": ", ".join(twice)},
+            )
+        return self
+
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle the concrete plugin-typed subclass by its plugin type names (it is built at run time)."""
         types = (
             [self.source.type],
             [transform.type for transform in self.transforms],
-            [self.sink.type],
+            [sink.type for sink in self.sinks],
         )
         return (_unpickle, (type(self) is PipelineSpec, types, self.__getstate__()))
 

@@ -45,6 +45,7 @@ from headwater.streaming.expectations import (
     progress_counters,
     validate_expectations,
 )
+from headwater.streaming.fanout import BatchWrite, SinkFanOut, empty_write
 from headwater.streaming.stateful import StatefulMode
 from headwater.testing import fault_point
 from headwater.transforms.python import dead_letter_rows, split_errors
@@ -90,6 +91,11 @@ class ProcessStage(StatefulMode, DataLossChecks):
             self._spark = self.ctx.spark("process")
         return self._spark
 
+    @functools.cached_property
+    def fanout(self) -> SinkFanOut:
+        """The pipeline's sinks, written together."""
+        return SinkFanOut(self.ctx.sinks)
+
     def record_schema(self) -> StructType:
         """The declared schema (spec ``schema``), else the source's."""
         from pyspark.sql.types import StructType
@@ -105,8 +111,6 @@ class ProcessStage(StatefulMode, DataLossChecks):
 
     def prepare(self) -> None:
         """Check Kafka and the topic, create the dead-letter topic and the sink table, dry-run the plan."""
-        from headwater.sinks.rowkey import RowKeyTemplate
-
         conn = self.spec.connections.kafka
         kafka.check_reachable(conn)
         topics = kafka.admin(conn).list_topics(timeout=10).topics
@@ -118,10 +122,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         d = self.spec.dead_letter
         kafka.ensure_topic(conn, d.topic, d.partitions, getattr(d, "replication", 1))
         self.schema = self.record_schema()
-        row_key_fields = (
-            RowKeyTemplate.parse(self.spec.sink.row_key).fields if hasattr(self.spec.sink, "row_key") else []
-        )
-        self.required = list(dict.fromkeys([*self.spec.topic.key, *row_key_fields]))
+        self.required = list(dict.fromkeys([*self.spec.topic.key, *self.fanout.required_fields()]))
         # Dry run: transforms over an empty frame must yield what the sink needs (fails before any data).
         empty = self.spark.createDataFrame([], self.schema)
         for meta, typ in (("_hw_topic", "string"), ("_hw_partition", "int"), ("_hw_offset", "bigint"),
@@ -133,9 +134,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         out = self._transform(empty)
         if self.stateful:
             self._plan_stateful(empty)
-        if hasattr(self.ctx.sink, "describe"):
-            self.ctx.sink.describe(out.schema)
-        self.ctx.sink.prepare()
+        self.fanout.prepare(out.schema)
 
     def _transform(self, df: DataFrame, errors: list[DataFrame] | None = None,
                    cached: list[DataFrame] | None = None) -> DataFrame:  # fmt: skip
@@ -147,7 +146,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
     @property
     def stateful(self) -> bool:
         """Whether a transform keeps state (then the stage runs in stateful mode)."""
-        return any(getattr(t, "stateful", False) for t in self.ctx.transforms)
+        return any(t.stateful for t in self.ctx.transforms)
 
     # --- one micro-batch ------------------------------------------------------------------------
     @property
@@ -159,7 +158,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         batches are decoded once into a cache instead.
         """
         return not any(e.action == "fail" for e in self.spec.expectations) and not any(
-            getattr(t, "marks_errors", False) for t in self.ctx.transforms
+            t.marks_errors for t in self.ctx.transforms
         )
 
     def process_batch(self, batch: DataFrame, batch_id: int) -> None:
@@ -170,18 +169,16 @@ class ProcessStage(StatefulMode, DataLossChecks):
         dead = out.bad + out.failed + out.rejected
         with self._lock:
             self._record_latency(out.timestamps_ms, out.written_at)
+            result.record(self.progress)
             self.progress.add(
-                batches=1, rows_in=out.rows, rows_written=result.get("written", 0),
-                rows_deduped=result.get("deduped", 0), dead_lettered=dead,
-                filtered=max(0, out.rows - out.bad - out.failed - result.get("rows", 0)),
-                write_calls=result.get("calls", 0), write_retries=result.get("retries", 0),
-                busy_seconds=time.time() - t0,
+                batches=1, rows_in=out.rows, dead_lettered=dead,
+                filtered=max(0, out.rows - out.bad - out.failed - result.rows), busy_seconds=time.time() - t0,
             )  # fmt: skip
             self.progress.add(**progress_counters(out.expectations))
             self.progress.set(last_batch=batch_id)
             self.progress.flush()
         log.info("batch %d: %d in, %d written, %d dead-lettered in %.2fs", batch_id, out.rows,
-                 result.get("written", 0), dead, time.time() - t0)  # fmt: skip
+                 result.primary.written, dead, time.time() - t0)  # fmt: skip
 
     def _record_latency(self, timestamps_ms: list[tuple[float, int]], written_at: float) -> None:
         """Add (Kafka timestamp ms, records) written at ``written_at`` to the latency histogram (hold the lock)."""
@@ -206,7 +203,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
             flagged = flag_expectations(decoded, rules).observe(exp_obs, *expectation_aggregates(rules))
             decoded = apply_expectations(flagged, rules, check_fail=False)
         observed, obs = observe.counted(decoded)
-        result = self.ctx.sink.write(self._transform(dec.good_records(observed, self.schema)))
+        result = self.fanout.write(self._transform(dec.good_records(observed, self.schema)))
         written_at = time.time()
         if not observe.complete(obs):  # a sink that ran no action over the records: count them now
             observed.count()
@@ -237,10 +234,10 @@ class ProcessStage(StatefulMode, DataLossChecks):
             stats = decoded.groupBy(F.col(dec.ERROR).isNull().alias("ok"), bucket.alias("b")).count().collect()
             rows_in = sum(r["count"] for r in stats)
             bad = sum(r["count"] for r in stats if not r["ok"])
-            result: dict[str, Any] = {"rows": 0, "written": 0, "deduped": 0, "rejected": []}
+            result = empty_write(self.fanout.sinks)
             errors: list[DataFrame] = []
             if rows_in - bad > 0:
-                result = self.ctx.sink.write(self._transform(dec.good_records(decoded, self.schema), errors, cached))
+                result = self.fanout.write(self._transform(dec.good_records(decoded, self.schema), errors, cached))
             written_at = time.time()
             if bad:
                 dlq.write(dlq.envelopes(dec.bad_records(decoded), self.spec.name, "decode"),
@@ -409,9 +406,9 @@ class ProcessStage(StatefulMode, DataLossChecks):
             env.unpersist()
         return n
 
-    def _send_rejected(self, result: dict[str, Any]) -> int:
-        """Dead-letter the records the sink rejected; returns how many."""
-        rejected = result.get("rejected", [])
+    def _send_rejected(self, result: BatchWrite) -> int:
+        """Dead-letter the records the sinks rejected; returns how many."""
+        rejected = result.rejected()
         if rejected:
             env = dlq.rejected_envelopes(self.spark, rejected, self.spec.name, self.spec.topic.name)
             dlq.write(env, self.spec.connections.kafka, self.spec.dead_letter.topic)
@@ -426,7 +423,7 @@ class _Batch:
     bad: int
     failed: int
     rejected: int
-    result: dict[str, Any]
+    result: BatchWrite
     expectations: dict[str, dict[str, Any]]
     timestamps_ms: list[tuple[float, int]]  # Kafka append times of the written records: (ms, records)
     written_at: float
