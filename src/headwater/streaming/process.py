@@ -411,6 +411,9 @@ class QueryFailed(RuntimeError):
 _TRANSIENT = (
     "TTransportException", "ConnectionRefusedError", "Connection refused", "TimeoutException", "timed out",
     "NetworkException", "TIOError", "ServiceUnavailable", "NotLeaderOrFollower", "BrokenPipeError",
+    # A Python worker killed (OOM killer, kill -9, segfault) fails its task, and local mode never
+    # retries a task: the query restarts from its checkpoint instead; the batch is replayed.
+    "Python worker exited unexpectedly",
 )  # fmt: skip
 
 
