@@ -298,7 +298,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
     def _failed(self, exc: Exception) -> Exception:
         """Record ``exc`` as the stage's final state; returns it to raise."""
         with self._lock:
-            self.progress.set(state="failed", last_error=str(exc))
+            self.progress.set(state="failed", last_error=str(exc).strip().splitlines()[0][:500])
             self.progress.flush()
         return exc
 
@@ -317,7 +317,9 @@ class ProcessStage(StatefulMode, DataLossChecks):
                     self.check_data_loss()
                     reason = str(exc).strip().splitlines()[0][:300]
                     raise self._failed(DataLossError(f"topic {self.spec.topic.name}: {reason}")) from None
-                if not _is_transient(str(exc)) or not self._pause_before_restart(str(exc), backoff):
+                if not _is_transient(str(exc)):  # e.g. disk full under the checkpoint: fail loudly
+                    raise self._failed(exc) from exc
+                if not self._pause_before_restart(str(exc), backoff):
                     raise
             except TransientError as exc:  # Kafka away while the checkpoints are checked against it
                 if not self._pause_before_restart(str(exc), backoff):
