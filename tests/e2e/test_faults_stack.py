@@ -43,7 +43,9 @@ def test_hbase_killed_and_restarted_mid_stream(stack, spark, shared, unique, tmp
     one process) while the stage writes; the writer retries, then the query restarts from its
     checkpoint; HBase is started again (WAL replay). The result is exact."""
     table, oracle = shared
-    path = write_spec(tmp_path, unique, max_offsets=3_000, table=table)
+    # With HBase away the Thrift2 server holds each call while its own client retries: the writer's
+    # socket timeout (10 s here, 60 s by default) is what ends a call.
+    path = write_spec(tmp_path, unique, max_offsets=3_000, table=table, connections=_timeout(stack, 10_000))
     spec = load_spec(path)
     _ingest(path)
     log = tmp_path / "process.log"
@@ -59,7 +61,7 @@ def test_hbase_killed_and_restarted_mid_stream(stack, spark, shared, unique, tmp
 
         def riding_out() -> bool:
             text = log.read_text(errors="replace")
-            return "; retry 3/" in text or "query failed with a transient error" in text
+            return "; retry 2/" in text or "query failed with a transient error" in text
 
         wait_for("the stage to retry its writes", riding_out, 300, proc)
         stack.up()  # starts only the missing service: HBase, on its own data
@@ -81,9 +83,7 @@ def test_thrift2_frozen_30s(stack, spark, shared, unique, tmp_path) -> None:  # 
     The writer's socket timeout (connections.hbase.timeout_ms: 5000) fires, the call is retried,
     nothing hangs, the result is exact."""
     table, oracle = shared
-    conns = (f"connections: {{hbase: {{host: {stack.config.host}, port: {stack.config.thrift2_port}, "
-             "timeout_ms: 5000}}")  # fmt: skip
-    path = write_spec(tmp_path, unique, max_offsets=2_000, table=table, connections=conns)
+    path = write_spec(tmp_path, unique, max_offsets=2_000, table=table, connections=_timeout(stack, 5_000))
     spec = load_spec(path)
     assert spec.connections.hbase.timeout_ms == 5000
     _ingest(path)
@@ -149,6 +149,11 @@ def test_topic_partitions_increased_mid_stream(stack, spark, unique, tmp_path) -
     print(f"records per partition: {dict(sorted(per_partition.items()))}")
     check_exact(stack, spark, spec, expected_from_hive(spark, spec.source.table), records=40_000,
                 new_partition_records=per_partition[2] + per_partition[3])  # fmt: skip
+
+
+def _timeout(stack: Any, ms: int) -> str:
+    """A ``connections:`` block: the local stack's Thrift2 server with a socket timeout of ``ms``."""
+    return f"connections: {{hbase: {{host: {stack.config.host}, port: {stack.config.thrift2_port}, timeout_ms: {ms}}}}}"
 
 
 def _progress(spec: Any) -> Path:
