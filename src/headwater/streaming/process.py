@@ -306,7 +306,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
     def _failed(self, exc: Exception) -> Exception:
         """Record ``exc`` as the stage's final state; returns it to raise."""
         with self._lock:
-            self.progress.set(state="failed", last_error=str(exc))
+            self.progress.set(state="failed", last_error=str(exc).strip().splitlines()[0][:500])
             self.progress.flush()
         return exc
 
