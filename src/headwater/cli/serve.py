@@ -57,6 +57,9 @@ def _load(spec: str) -> Any:
 @_type_option
 def serve(spec: str, host: str, port: int, token_env: str | None, types: dict[str, str]) -> None:
     """Serve a pipeline's HBase table over HTTP (docs at /docs)."""
+    from headwater.extras import require
+
+    require("serve", "headwater serve")
     import uvicorn
 
     from headwater.serving.api import create_app
