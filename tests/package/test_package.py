@@ -58,7 +58,12 @@ PACKAGE_PORTS = {
 # The Hive table the pipeline reads, and so the oracle of what `headwater query` must return.
 CUSTOMERS = ("c0", "c1", "c2", "c3")
 EVENTS = [
-    {"event_id": i, "customer": CUSTOMERS[i % 4], "amount": Decimal(i * 125) / 100, "kind": ("view", "cart", "buy")[i % 3]}
+    {
+        "event_id": i,
+        "customer": CUSTOMERS[i % 4],
+        "amount": Decimal(i * 125) / 100,
+        "kind": ("view", "cart", "buy")[i % 3],
+    }
     for i in range(1, 41)
 ]
 
@@ -264,7 +269,9 @@ j = Path("relative") / "to" / "cwd"             # not package-relative
         "pkg/sub/templates/page.html", "pkg/sub/schema.json", "pkg/data/table.csv", "pkg/sub/static/app.js",
         "pkg/assets/logo.svg",
     ]  # fmt: skip
-    init = scan_source("from importlib import resources\nx = resources.files(__name__) / 'a.txt'", "pkg", is_package=True)
+    init = scan_source(
+        "from importlib import resources\nx = resources.files(__name__) / 'a.txt'", "pkg", is_package=True
+    )
     assert [u.pattern for u in init] == ["pkg/a.txt"]
 
 
