@@ -9,8 +9,9 @@ a snapshot pipeline from a spec written there (a Hive table the test creates, th
 Spark to HBase), ``headwater query``, ``headwater stack down``.
 
 The installed stack has its own ports (below) and its home in the empty folder (the default
-``.headwater``), so it runs beside the suite's test stack; it reuses the jar cache the suite uses
-(``HEADWATER_CACHE``), so nothing is fetched again. The virtualenv is created from the base Python
+``.headwater``), so it runs beside the suite's test stack; it reuses the jars of the suite's cache
+(``HEADWATER_CACHE``), so nothing is fetched again, and makes its own Spark class-data archive, as
+``stack up`` does for a new user. The virtualenv is created from the base Python
 without system site-packages and without ``PYTHONPATH``: it cannot see the repository's ``src`` or the
 development virtualenv.
 """
@@ -180,6 +181,20 @@ def dists(workdir: Path) -> Dists:
     return Dists(wheel, sdist, seconds)
 
 
+def _jar_cache(workdir: Path) -> Path:
+    """A cache folder whose jars are the suite's (links to each entry of HEADWATER_CACHE, which conftest sets) and
+    whose Spark class-data archive is its own: an archive made by this venv's JVM (other jar paths) would be the
+    one the suite's sessions find under the same key, and ignore."""
+    shared = Path(os.environ["HEADWATER_CACHE"]).resolve()
+    cache = workdir / "cache"
+    if not cache.exists():
+        cache.mkdir()
+        for entry in shared.iterdir():
+            if entry.name != "cds":
+                (cache / entry.name).symlink_to(entry)
+    return cache
+
+
 def _user_env(venv: Path) -> dict[str, str]:
     """The environment of a user with the fresh venv activated: nothing of the suite's headwater, Python or Spark."""
     dev_bin = Path(sys.executable).parent.resolve()
@@ -189,11 +204,7 @@ def _user_env(venv: Path) -> dict[str, str]:
     env["PATH"] = os.pathsep.join([str(venv / "bin"), *path])
     env["VIRTUAL_ENV"] = str(venv)
     env.update(PACKAGE_PORTS)
-    # The jars the suite fetched (conftest sets HEADWATER_CACHE): no second download.
-    env["HEADWATER_CACHE"] = str(Path(os.environ["HEADWATER_CACHE"]).resolve())
-    # No Spark class-data archive: the cache is shared, and an archive made by this venv's JVM (other jar
-    # paths) would be the one the suite's sessions find under the same key, and ignore.
-    env["HEADWATER_CDS"] = "0"
+    env["HEADWATER_CACHE"] = str(_jar_cache(venv.parent))  # the jars the suite fetched: no second download
     return env
 
 
@@ -349,12 +360,13 @@ def test_installed_cli_is_the_wheel_not_the_repository(installed: Installed) -> 
     assert no_extra.returncode != 0 and "No module named 'fastapi'" in no_extra.stderr
 
 
-def test_stack_up_pipeline_query_from_empty_folder(package_stack: Installed, dists: Dists) -> None:
+def test_stack_up_pipeline_query_from_empty_folder(package_stack: Installed, workdir: Path, dists: Dists) -> None:
     user = package_stack
     status = json.loads(_check(user.run("headwater", "stack", "status", "--json")))
     assert status["healthy"], status
     assert all(s["state"] == "running" for s in status["services"])
     assert (user.project / ".headwater" / "stack").is_dir()  # the default home: the user's folder
+    assert list((workdir / "cache" / "cds").glob("spark-*.jsa"))  # stack up made the class-data archive
 
     (user.project / "events.yaml").write_text(SPEC)
     values = ", ".join(f"({e['event_id']}, '{e['customer']}', {e['amount']}, '{e['kind']}')" for e in EVENTS)
