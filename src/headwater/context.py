@@ -70,7 +70,7 @@ class PipelineContext:
             metastore_uri=c.hive.metastore_uri,
             warehouse_dir=warehouse,
             jars=jars.split(",") if jars else spark_kafka_jars(StackConfig.from_env()),
-            conf={**c.spark.conf, **(extra_conf or {})},
+            conf={**c.spark.spark_conf(), **(extra_conf or {})},
         )
 
 

@@ -61,3 +61,20 @@ class DataError(HeadwaterError):
         super().__init__(f"{reason}: {message}")
         self.reason = reason
         self.message = message
+
+
+class PermanentError(HeadwaterError):
+    """An infrastructure or setup error that retrying cannot fix: a missing table, column family or topic,
+    a disabled table, a record over a size limit, a denied authorization. Stops the stage at once.
+
+    The message is one line naming the object (table, family, topic) and, for a write, the position of
+    the first record of the failing call.
+    """
+
+    exit_code = 7
+
+
+class RetriesExhausted(HeadwaterError):
+    """Transient errors went on longer than the stage's retry bound; the message ends with the last cause."""
+
+    exit_code = 8

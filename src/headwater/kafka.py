@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from headwater.errors import NotFoundError, ServiceUnavailable, TransientError
+from headwater.faults import classify
 
 if TYPE_CHECKING:
     from headwater.spec.models import KafkaConnection
 
 
 def client_config(conn: KafkaConnection, **extra: Any) -> dict[str, Any]:
-    """confluent-kafka configuration for ``conn`` (its extra options included)."""
-    return {"bootstrap.servers": conn.bootstrap_servers, **conn.options, **extra}
+    """confluent-kafka configuration for ``conn`` (its extra options included, secrets revealed).
+
+    The one place, with :func:`spark_options`, where secret option values leave their ``Secret``
+    wrapper: hand the result to a client, never to a message or a log line.
+    """
+    return {**conn.client_config(), **extra}
 
 
 def spark_options(conn: KafkaConnection) -> dict[str, str]:
-    """The same connection as options of Spark's Kafka source/sink (``kafka.`` prefix)."""
-    return {"kafka.bootstrap.servers": conn.bootstrap_servers, **{f"kafka.{k}": v for k, v in conn.options.items()}}
+    """The same connection as options of Spark's Kafka source/sink (``kafka.`` prefix, secrets revealed)."""
+    return conn.spark_options()
 
 
 def admin(conn: KafkaConnection) -> Any:
@@ -102,27 +106,19 @@ def start_offsets(conn: KafkaConnection, topic: str) -> dict[int, int]:
 
 @contextlib.contextmanager
 def broker_away_is_transient(conn: KafkaConnection, doing: str) -> Iterator[None]:
-    """Raise the errors of a broker that is away (refused, timed out, no leader) as TransientError."""
+    """Raise the errors of a broker that is away (refused, timed out, no leader) as TransientError.
+
+    :func:`headwater.faults.classify` decides; other Kafka errors pass through unchanged.
+    """
     from confluent_kafka import KafkaError, KafkaException
 
     try:
         yield
     except KafkaException as exc:
         err = exc.args[0] if exc.args else None
-        if isinstance(err, KafkaError) and (err.retriable() or err.code() in _broker_away_codes()):
+        if isinstance(err, KafkaError) and classify(exc).transient:
             raise TransientError(f"Kafka at {conn.bootstrap_servers}: {doing}: {err.str()}") from None
         raise
-
-
-@functools.cache
-def _broker_away_codes() -> frozenset[int]:
-    """Error codes of a broker that is down, restarting or has no partition leader yet."""
-    from confluent_kafka import KafkaError
-
-    return frozenset({
-        KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN, KafkaError._WAIT_COORD,
-        KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION,
-    })  # fmt: skip
 
 
 class PositionStore:
@@ -205,3 +201,21 @@ class PositionStore:
         )
         if producer.flush(30) != 0 or errors:
             raise TransientError(f"committing position '{key}' to Kafka topic '{self.topic}' failed: {errors}")
+
+
+PRODUCER_MAX_REQUEST_BYTES = 1_048_576  # the producer's max.request.size default (Spark's and librdkafka's)
+RECORD_OVERHEAD_BYTES = 512  # batch and record headers a record carries besides its key and value
+
+
+def max_record_bytes(conn: KafkaConnection, topic: str) -> int:
+    """The largest key + value a producer can append to ``topic``: the smaller of the topic's
+    ``max.message.bytes`` and the producer's ``max.request.size``, less the framing of one record."""
+    from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
+
+    resource = ConfigResource("topic", topic)
+    with broker_away_is_transient(conn, f"reading the config of topic '{topic}'"):
+        client = admin(conn)  # kept referenced until the future resolves: a collected client cancels it
+        configs = client.describe_configs([resource])[resource].result(timeout=10)
+    topic_limit = int(configs["max.message.bytes"].value)
+    producer_limit = int(conn.client_config().get("max.request.size", PRODUCER_MAX_REQUEST_BYTES))
+    return min(topic_limit, producer_limit) - RECORD_OVERHEAD_BYTES

@@ -94,3 +94,36 @@ def test_reset_before_the_state_topic_exists(stack, unique, tmp_path) -> None:  
     done = reset_pipeline(spec)
     assert done[0] == f"position t{unique}/ingest deleted from _state_{unique}"
     assert kafka.PositionStore(conn, f"_state_{unique}").load(f"t{unique}/ingest") is None
+
+
+def test_a_row_too_large_for_the_topic_goes_to_the_dead_letters(stack, spark, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A Hive row whose record exceeds the topic's max message size is dead-lettered as too_large (bounded,
+    with its size and hash), the other rows are produced, and the position moves past the increment."""
+    import base64
+    import hashlib
+    import re
+
+    from headwater.streaming.dlq import MAX_PAYLOAD_BYTES
+
+    spec = load_spec(write_spec(tmp_path, unique))
+    table = spec.source.table  # type: ignore[attr-defined]
+    create_orders(spark, table, 500)
+    big = 2 * 1024 * 1024
+    spark.sql(f"""INSERT INTO {table} PARTITION (dt) SELECT order_id + 100000, customer_id, amount, quantity,
+                 repeat('z', {big}), updated_at, items, attrs, dt FROM {table} WHERE order_id < 3""")
+    stage = IngestStage(PipelineContext(spec), spark=spark)
+    stage.prepare()
+    result = stage.poll_once()
+    assert result is not None and result.rows == 503 and result.produced == 500
+    assert stage.progress.data["counters"]["too_large"] == 3
+    assert _ids(stack.config.kafka_bootstrap, spec.topic.name) == Counter(range(500))
+    letters = [json.loads(m.value()) for m in read_topic(stack.config.kafka_bootstrap, spec.dead_letter.topic)]
+    ids = sorted(int(re.match(rb'\{"order_id":(\d+),', base64.b64decode(e["value_b64"])).group(1)) for e in letters)
+    assert ids == [100000, 100001, 100002]  # once each; the cut payload keeps the start of the record
+    for env in letters:
+        assert env["reason"] == "too_large" and env["stage"] == "ingest" and env["truncated"] is True
+        assert f"takes at most {stage.record_limit}" in env["message"] and env["value_size"] > big
+        payload = base64.b64decode(env["value_b64"])
+        assert len(payload) == MAX_PAYLOAD_BYTES and len(env["value_sha256"]) == 64
+        assert hashlib.sha256(payload).hexdigest() != env["value_sha256"]  # the hash is of the whole record
+    assert stage.poll_once() is None  # the position moved past the increment

@@ -10,11 +10,19 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+import schemathesis
 import yaml
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyspark.sql import types as T
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from headwater.errors import NotFoundError, ServiceUnavailable
 from headwater.serving import InvalidRequest, TableReader, type_of_ddl
@@ -258,6 +266,71 @@ def test_api_bearer_token(orders: dict[str, Any]) -> None:
         assert wrong.status_code == 401 and wrong.json() == {"error": "missing or invalid bearer token"}
         assert client.get(url, params=params, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
         assert client.get("/healthz").status_code == 200
+
+
+# --- fuzzing every endpoint from its OpenAPI document ---------------------------------------------
+ROUTES = ["/healthz", "/v1/{pipeline}/rows/get", "/v1/{pipeline}/rows/scan", "/v1/{pipeline}/rows/latest",
+          "/v1/{pipeline}/freshness"]  # fmt: skip
+FUZZ_CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+
+
+@pytest.fixture(scope="module")
+def openapi_schema(orders: dict[str, Any]) -> Any:
+    """The API of the orders table (real HBase behind it), as schemathesis loads it from /openapi.json."""
+    return schemathesis.openapi.from_asgi("/openapi.json", create_app(orders["spec"], token=""))
+
+
+def test_the_fuzzed_routes_are_all_the_routes(openapi_schema: Any) -> None:
+    assert sorted(op.ok().path for op in openapi_schema.get_all_operations()) == sorted(ROUTES)
+
+
+@pytest.mark.parametrize("path", ROUTES)
+def test_fuzzed_requests_get_no_5xx_and_documented_responses(openapi_schema: Any, path: str) -> None:
+    """Whatever a client sends, schema-valid or not, the answer is no 5xx and conforms to the document.
+
+    Most cases name the served pipeline, so they reach the table rather than stopping at the 404 of an
+    unknown pipeline; the rest fuzz the pipeline name too.
+    """
+    operation = openapi_schema[path]["GET"]
+    modes = [GenerationMode.POSITIVE] + ([GenerationMode.NEGATIVE] if operation.query else [])
+    fixed = {"path_parameters": {"pipeline": "orders"}} if "{pipeline}" in path else {}
+    cases = st.one_of(
+        *(operation.as_strategy(generation_mode=mode, **fixed) for mode in modes),
+        operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
+    )
+    statuses: list[int] = []
+
+    @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(case=cases)
+    def call(case: Any) -> None:
+        statuses.append(case.call_and_validate(checks=FUZZ_CHECKS).status_code)
+
+    call()
+    assert statuses and max(statuses) < 500
+
+
+# Inputs a generator rarely makes: each was a 500 once.
+HOSTILE = {
+    "huge integer": {"customer_id": "c01", "ts": "1" * 5000, "order_id": "9" * 5000},
+    "instant before year 1 in UTC": {"customer_id": "c01", "ts": "0001-01-01T00:00:00+05:00", "order_id": "1"},
+    "instant after year 9999 in UTC": {"customer_id": "c01", "ts": "9999-12-31T23:59:59-05:00", "order_id": "1"},
+    "key longer than HBase allows": {"customer_id": "c" * 40000, "ts": "1", "order_id": "1"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_key_values_get_400_on_every_key_route(openapi_schema: Any, name: str) -> None:
+    fields = HOSTILE[name]
+    queries = {
+        "/v1/{pipeline}/rows/get": fields,
+        "/v1/{pipeline}/rows/latest": fields,
+        "/v1/{pipeline}/rows/scan": {f"{group}.{k}": v for group in ("prefix", "start", "stop") for k, v in fields.items()},
+    }  # fmt: skip
+    for path, query in queries.items():
+        case = openapi_schema[path]["GET"].Case(path_parameters={"pipeline": "orders"}, query=query)
+        response = case.call_and_validate(checks=FUZZ_CHECKS)
+        assert response.status_code == 400, (path, response.text[:300])
+        assert len(response.json()["error"]) <= 500
 
 
 # --- every type round-trips -----------------------------------------------------------------------

@@ -96,3 +96,90 @@ def test_compact_protocol_builds_the_same_puts(sink, monkeypatch) -> None:  # ty
             {(b"d", b"note"): (millis, r["note"].encode())} if r["note"] else {}
         )
         assert got[key] == want
+
+
+def _versioned_sink(stack, **extra: Any) -> tuple[HBaseSinkConfig, HBaseConnection]:  # type: ignore[no-untyped-def]
+    conn = HBaseConnection(host=stack.config.host, port=stack.config.thrift2_port)
+    config = HBaseSinkConfig(type="hbase", table=f"versions_{uuid.uuid4().hex[:8]}", row_key="{customer_id}|{order_id:long}",
+                             version="ts", columns={"d": ["status", "note"]}, families={"d": {"max_versions": 5}},
+                             **extra)  # fmt: skip
+    ensure_table(config, conn)
+    return config, conn
+
+
+def _three_versions(n: int) -> list[dict[str, Any]]:
+    """For each of ``n`` keys a newer update, the original and an older backfill, in that arrival order."""
+    out = []
+    for i in range(n):
+        base = {"customer_id": f"c{i % 7}", "order_id": i, "note": f"n{i}"}
+        out += [{**base, "ts": T0 + timedelta(minutes=5), "status": "shipped"},
+                {**base, "ts": T0, "status": "paid"},
+                {**base, "ts": T0 - timedelta(days=3), "status": "draft"}]  # fmt: skip
+    return [{**r, "_hw_partition": 0, "_hw_offset": i} for i, r in enumerate(out)]
+
+
+@pytest.mark.parametrize("split", ["one call", "one batch, many calls", "separate writes"])
+def test_newest_version_wins_whatever_the_arrival_order(stack, split: str) -> None:  # type: ignore[no-untyped-def]
+    """Three versions of each key (newer, original, older): HBase serves the newest, and keeps all three."""
+    config, conn = _versioned_sink(stack, batch_rows=7 if split != "one call" else 2000)
+    desc = HBaseSink(config, Connections(hbase=conn)).describe(SPARK)
+    data = _three_versions(500)
+    if split == "separate writes":  # each version in its own task, as across micro-batches and restarts
+        for v in range(3):
+            part = [r for i, r in enumerate(data) if i % 3 == v]
+            list(make_writer(desc)(iter([pa.RecordBatch.from_pylist(part, schema=ARROW)])))
+    else:
+        out = [
+            r for b in make_writer(desc)(iter([pa.RecordBatch.from_pylist(data, schema=ARROW)])) for r in b.to_pylist()
+        ]
+        stats = next(r for r in out if r["kind"] == "stats")
+        assert stats["written"] == 1500 and stats["deduped"] == 0 and len(out) == 1
+    cells = hbase_cells(stack.config.host, stack.config.thrift2_port, config.full_table)
+    assert len(cells) == 500
+    millis = [int((T0 + d).timestamp() * 1000) for d in (timedelta(minutes=5), timedelta(0), -timedelta(days=3))]
+    for i in range(500):
+        key = f"c{i % 7}".encode() + b"|" + (i + 2**63).to_bytes(8, "big")
+        assert cells[key]["d:status"] == list(zip(millis, [b"shipped", b"paid", b"draft"], strict=True)), i
+        assert [ts for ts, _ in cells[key]["d:note"]] == millis
+    with connect(conn) as client:
+        client.delete_table(config.full_table)
+
+
+def test_same_key_and_version_keeps_the_later_kafka_position(stack) -> None:  # type: ignore[no-untyped-def]
+    """A tie on the version goes to the later Kafka offset, even when it arrived first."""
+    config, conn = _versioned_sink(stack)
+    desc = HBaseSink(config, Connections(hbase=conn)).describe(SPARK)
+    base = {"customer_id": "c1", "order_id": 1, "ts": T0, "note": None}
+    data = [{**base, "status": "later", "_hw_partition": 0, "_hw_offset": 20},
+            {**base, "status": "earlier", "_hw_partition": 0, "_hw_offset": 10}]  # fmt: skip
+    out = [r for b in make_writer(desc)(iter([pa.RecordBatch.from_pylist(data, schema=ARROW)])) for r in b.to_pylist()]
+    assert out[0]["written"] == 1 and out[0]["deduped"] == 1
+    cells = hbase_cells(stack.config.host, stack.config.thrift2_port, config.full_table)
+    assert [v for _, v in next(iter(cells.values()))["d:status"]] == [b"later"]
+    with connect(conn) as client:
+        client.delete_table(config.full_table)
+
+
+def test_rows_of_several_megabytes_are_split_by_bytes_and_oversized_ones_rejected(stack) -> None:  # type: ignore[no-untyped-def]
+    """Calls stay under the byte bound; a cell or row key over HBase's limits is rejected as too_large."""
+    config, conn = _versioned_sink(stack, batch_bytes=5_000_000)
+    desc = HBaseSink(config, Connections(hbase=conn)).describe(SPARK)
+    mb = 1024 * 1024
+    data = [{"customer_id": f"c{i}", "order_id": i, "ts": T0, "status": "s" * (3 * mb), "note": None} for i in range(6)]
+    data.append({"customer_id": "big", "order_id": 100, "ts": T0, "status": "s" * (11 * mb), "note": None})
+    data.append({"customer_id": "k" * 40_000, "order_id": 101, "ts": T0, "status": "ok", "note": None})
+    data = [{**r, "_hw_partition": 1, "_hw_offset": i} for i, r in enumerate(data)]
+    out = [r for b in make_writer(desc)(iter([pa.RecordBatch.from_pylist(data, schema=ARROW)])) for r in b.to_pylist()]
+    stats = next(r for r in out if r["kind"] == "stats")
+    rejected = {r["offset"]: r for r in out if r["kind"] == "rejected"}
+    assert stats["written"] == 6 and stats["calls"] == 6  # one 3 MB row per call under a 5 MB bound
+    assert set(rejected) == {6, 7} and {r["reason"] for r in rejected.values()} == {"too_large"}
+    assert (
+        "cell d:status is 11534" in rejected[6]["message"]
+        and "limit (max_cell_bytes) is 10485760" in rejected[6]["message"]
+    )
+    assert "is 40009 bytes; HBase's row key limit is 32767" in rejected[7]["message"]
+    cells = hbase_cells(stack.config.host, stack.config.thrift2_port, config.full_table)
+    assert len(cells) == 6 and all(len(c["d:status"][0][1]) == 3 * mb for c in cells.values())
+    with connect(conn) as client:
+        client.delete_table(config.full_table)

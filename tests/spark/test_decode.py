@@ -25,6 +25,9 @@ def variant(**changes: Any) -> bytes:
     return json.dumps({**GOOD, **changes}).encode()
 
 
+DEEP = b'{"order_id": 6, "attrs": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001  # past Jackson's nesting limit
+HUGE = json.dumps({"order_id": 10, "quantity": int("9" * 4000)}).encode()
+
 CASES: list[tuple[str, bytes, str | None, str | None]] = [
     ("good", variant(), None, None),
     ("nulls in optional fields", variant(amount=None, items=None, attrs=None, paid=None), None, None),
@@ -48,6 +51,15 @@ CASES: list[tuple[str, bytes, str | None, str | None]] = [
     ("required null", variant(order_id=None), "missing_field", "order_id is null or missing"),
     ("required absent", json.dumps({"customer_id": "c"}).encode(), "missing_field", "order_id is null or missing"),
     ("mismatch before missing", variant(order_id="x"), "type_mismatch", "order_id: x is not bigint"),
+    # hostile input: each is one dead letter with a reason, never a failed batch
+    ("deeply nested json", DEEP, "malformed_json", f"not a JSON object: {DEEP[:80].decode()}"),
+    ("bigint overflow", variant(order_id=10**30), "type_mismatch", f"order_id: {10**30} is not bigint"),
+    ("decimal overflow", variant(amount=10**20), "type_mismatch", f"amount: {10**20} is not decimal(12,2)"),
+    ("number of 4000 digits", HUGE, "malformed_json", f"not a JSON object: {HUGE[:80].decode()}"),  # Jackson's limit
+    ("float overflow", b'{"order_id": 7, "amount": 1e400}', "type_mismatch", 'amount: "Infinity" is not decimal(12,2)'),
+    ("lone surrogate escape", b'{"order_id": 8, "customer_id": "\\ud800"}', None, None),
+    ("invalid utf-8 in a key field", b'{"order_id": 9, "customer_id": "a\xc3\x28"}', "bad_utf8",
+     "value is not valid UTF-8"),
 ]  # fmt: skip
 
 
@@ -93,3 +105,24 @@ def test_good_and_bad_split(spark, decoded: dict[str, Any]) -> None:  # type: ig
     assert len(good) == sum(1 for c in CASES if c[2] is None)
     assert sorted(r["_hw_offset"] for r in bad) == [i for i, c in enumerate(CASES) if c[2] is not None]
     assert good[0].asDict().keys() == {*schema.fieldNames(), *dec.META}
+
+
+def test_a_keyed_topic_dead_letters_records_without_a_key(spark) -> None:  # type: ignore[no-untyped-def]
+    from pyspark.sql.types import StructType
+
+    raw = spark.createDataFrame(
+        [(key, variant(order_id=i), "t", 0, i, datetime(2025, 1, 1)) for i, key in enumerate([b"1", None, b""])],
+        "key binary, value binary, topic string, partition int, offset bigint, timestamp timestamp",
+    )
+    rows = {r["_hw_offset"]: r for r in dec.decode(raw, StructType.fromDDL(SCHEMA), ["order_id"], keyed=True).collect()}
+    assert rows[0][dec.ERROR] is None
+    assert (rows[1][dec.ERROR], rows[1][dec.ERROR_DETAIL]) == (
+        "missing_key",
+        "the Kafka key is null; the topic is keyed by the record's key fields",
+    )
+    assert (rows[2][dec.ERROR], rows[2][dec.ERROR_DETAIL]) == (
+        "missing_key",
+        "the Kafka key is empty; the topic is keyed by the record's key fields",
+    )
+    unkeyed = dec.decode(raw, StructType.fromDDL(SCHEMA), ["order_id"]).collect()
+    assert all(r[dec.ERROR] is None for r in unkeyed)  # a topic without declared keys takes any key

@@ -235,6 +235,8 @@ def test_openapi_documents_key_fields(spec: Any, fake: FakeReader) -> None:
     doc = TestClient(create_app(spec, reader=fake, token="")).get("/openapi.json").json()
     get_params = {p["name"]: p for p in doc["paths"]["/v1/{pipeline}/rows/get"]["get"]["parameters"]}
     assert get_params["order_id"]["required"] and "integer" in get_params["order_id"]["description"]
+    assert get_params["order_id"]["schema"] == {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
+    assert get_params["customer_id"]["schema"] == {"type": "string"}
     scan_params_doc = {p["name"] for p in doc["paths"]["/v1/{pipeline}/rows/scan"]["get"]["parameters"]}
     assert {"prefix.customer_id", "start.order_id", "stop.order_id", "limit", "page_token"} <= scan_params_doc
 
@@ -290,3 +292,86 @@ def test_hbase_plan_offline() -> None:
     assert out.exit_code == 0, out.output
     assert "table demo:orders (not checked)" in out.output
     assert "regions: 4, split points: 01 02 03" in out.output and "row key: {salt(customer_id, 4)}" in out.output
+
+
+# --- serve: no open port without a token ------------------------------------------------------------
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("127.0.0.1", True), ("127.8.0.1", True), ("localhost", True), ("LOCALHOST", True), ("::1", True),
+    ("[::1]", True), ("0.0.0.0", False), ("::", False), ("10.1.2.3", False), ("example.org", False),
+])  # fmt: skip
+def test_is_loopback(host: str, loopback: bool) -> None:
+    from headwater.cli.serve import is_loopback
+
+    assert is_loopback(host) is loopback
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """uvicorn.run replaced by a recorder: the calls ``serve`` would have made."""
+    import uvicorn
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append({"app": app, **kwargs}))
+    monkeypatch.delenv("HEADWATER_API_TOKEN", raising=False)
+    return calls
+
+
+def test_serve_refuses_a_public_address_without_a_token(served: list[dict[str, Any]]) -> None:
+    out = CliRunner().invoke(cli, ["serve", str(ORDERS), "--host", "0.0.0.0"])
+    assert out.exit_code == 2 and served == []
+    assert "error: --host 0.0.0.0: refusing to serve on a non-loopback address without a bearer token" in out.output
+    assert "--token-env VAR or HEADWATER_API_TOKEN" in out.output and "--insecure" in out.output
+    ok = CliRunner().invoke(cli, ["serve", str(ORDERS), "--host", "0.0.0.0", "--insecure", "--port", "8181"])
+    assert ok.exit_code == 0, ok.output
+    assert [(c["host"], c["port"]) for c in served] == [("0.0.0.0", 8181)] and "(no auth)" in ok.output
+    local = CliRunner().invoke(cli, ["serve", str(ORDERS)])  # the default, 127.0.0.1, needs neither
+    assert local.exit_code == 0 and served[-1]["host"] == "127.0.0.1"
+
+
+@pytest.mark.parametrize("via", ["default", "token-env"])
+def test_serve_with_a_token_on_a_public_address(served: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch,
+                                                via: str) -> None:  # fmt: skip
+    secret = "serve-token-Qv3"
+    monkeypatch.setenv("HEADWATER_API_TOKEN" if via == "default" else "MY_TOKEN", secret)
+    args = ["serve", str(ORDERS), "--host", "0.0.0.0", *(["--token-env", "MY_TOKEN"] if via == "token-env" else [])]
+    out = CliRunner().invoke(cli, args)
+    assert out.exit_code == 0, out.output
+    assert "(bearer token required)" in out.output and secret not in out.output
+    client = TestClient(served[-1]["app"])
+    assert client.get("/v1/orders/freshness").status_code == 401  # refused before any HBase call
+    assert secret not in client.get("/openapi.json").text
+
+
+def test_serve_token_env_must_be_set(served: list[dict[str, Any]]) -> None:
+    out = CliRunner().invoke(cli, ["serve", str(ORDERS), "--token-env", "HW_UNSET_TOKEN_VAR"])
+    assert out.exit_code == 2 and "--token-env HW_UNSET_TOKEN_VAR: the environment variable is not set" in out.output
+    assert served == []
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"customer_id": "c1", "ts": "1" * 5000}, r"'ts': '1111.*\(5000 characters\) is out of range for a 64-bit"),
+    ({"customer_id": "c1", "ts": TS, "order_id": "9" * 5000}, r"'order_id': .*out of range for a 64-bit integer"),
+    ({"customer_id": "c1", "ts": TS, "order_id": "9" * 30}, "out of range for a 64-bit signed integer"),
+    ({"customer_id": "c1", "ts": "0001-01-01T00:00:00+05:00"}, "'ts'.*outside the years 1-9999 in UTC"),
+    ({"customer_id": "c1", "ts": "9999-12-31T23:59:59-05:00"}, "outside the years 1-9999 in UTC"),
+    # 2 salt digits + "|" + 40000 + "|": over HBase's limit
+    ({"customer_id": "x" * 40000}, "the key is 40004 bytes; HBase row keys are at most 32767"),
+    ({"c" * 5000: "1"}, r"unknown key field 'ccc.*\(5000 characters\); key fields"),
+])  # fmt: skip
+def test_client_input_that_cannot_be_a_key_is_invalid_not_a_crash(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidRequest, match=message) as err:
+        _reader().get(fields) if len(fields) == 3 else _reader()._leading(fields, "prefix")
+    assert len(str(err.value)) <= 500
+
+
+def test_long_client_values_are_answered_with_400(spec: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HEADWATER_API_TOKEN", raising=False)
+    reader = _reader(row_key="{customer_id}|{order_id:long}")
+    client = TestClient(create_app(spec, reader=reader), raise_server_exceptions=False)
+    for params in (
+        {"customer_id": "c1", "order_id": "7" * 5000},
+        {"prefix.customer_id": "c", "page_token": "A" * 50000},
+    ):
+        url = "/v1/orders/rows/get" if "order_id" in params else "/v1/orders/rows/scan"
+        got = client.get(url, params=params)
+        assert got.status_code == 400 and len(got.json()["error"]) <= 500, got.text

@@ -230,6 +230,7 @@ VALID_TOP = ", ".join(
         "dead_letter",
         "description",
         "expectations",
+        "ingest",
         "name",
         "process",
         "schema",

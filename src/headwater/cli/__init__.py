@@ -6,18 +6,18 @@ import sys
 
 import click
 
-from headwater import __version__
+from headwater import __version__, redact
 from headwater.errors import HeadwaterError
 
 
 class _Group(click.Group):
-    """Prints a HeadwaterError as one clear line (no traceback) and exits with its code."""
+    """Prints a HeadwaterError as one clear line (no traceback, secrets masked) and exits with its code."""
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except HeadwaterError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {redact.redact(str(exc))}", err=True)
             sys.exit(exc.exit_code)
 
 

@@ -135,9 +135,7 @@ def _run_all(spec: str, home: Path, until_drained: bool, verbose: bool) -> int:
             click.echo(progress_line(home), err=True)
             failed = [n for n, p in procs.items() if p.poll() not in (None, 0)]
             if failed:
-                raise HeadwaterError(
-                    f"stage {failed[0]} exited with code {procs[failed[0]].returncode}; log: {home / (failed[0] + '.log')}"
-                )
+                raise _stage_failed(failed[0], procs[failed[0]].returncode, home)
             if not until_drained and procs["ingest"].poll() == 0 and procs["process"].poll() is None:
                 pass
     except KeyboardInterrupt:
@@ -153,6 +151,18 @@ def _run_all(spec: str, home: Path, until_drained: bool, verbose: bool) -> int:
             except subprocess.TimeoutExpired:
                 p.kill()
     return 130 if interrupted else 0
+
+
+def _stage_failed(stage: str, code: int, home: Path) -> HeadwaterError:
+    """The error of a stage process that exited with ``code``: its own last error, and the same exit code."""
+    from headwater.observability.progress import read_progress
+
+    reason = (read_progress(home / f"{stage}.progress.json") or {}).get("last_error")
+    error = HeadwaterError(
+        f"stage {stage} exited with code {code}{f': {reason}' if reason else ''}; log: {home / (stage + '.log')}"
+    )
+    error.exit_code = code if code > 0 else 1
+    return error
 
 
 @click.command()

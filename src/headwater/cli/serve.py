@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import sys
@@ -9,8 +10,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import click
+from pydantic import SecretStr
 
+from headwater import redact
 from headwater.errors import ConfigError
+from headwater.redact import Secret
+
+TOKEN_ENV = "HEADWATER_API_TOKEN"
 
 _WIDTH = 40
 
@@ -48,30 +54,67 @@ def _load(spec: str) -> Any:
     return load_spec(spec)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (as given to ``--host``) only listens on this machine: ``localhost``, 127.0.0.0/8, ::1."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
+def check_bind(host: str, token: SecretStr | None, insecure: bool) -> None:
+    """Refuse to listen on a non-loopback ``host`` without a bearer token, unless ``insecure``.
+
+    Raises:
+        ConfigError: naming the address and the two ways out.
+    """
+    if token is None and not insecure and not is_loopback(host):
+        raise ConfigError(
+            f"--host {host}: refusing to serve on a non-loopback address without a bearer token (anyone who "
+            f"reaches {host} could read the table); set one with --token-env VAR or {TOKEN_ENV}, or pass "
+            "--insecure to serve without authentication"
+        )
+
+
+def _token(token_env: str | None) -> SecretStr | None:
+    """The bearer token: from ``$token_env`` if given (it must be set), else ``$HEADWATER_API_TOKEN``, else None."""
+    if token_env:
+        value = os.environ.get(token_env)
+        if not value:
+            raise ConfigError(f"--token-env {token_env}: the environment variable is not set or empty")
+    else:
+        value = os.environ.get(TOKEN_ENV) or None
+    if value is None:
+        return None
+    redact.register([value])
+    return Secret(value)
+
+
 @click.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; a non-loopback one needs a token (or --insecure).")  # fmt: skip
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--token-env", metavar="VAR", help="Require `Authorization: Bearer $VAR` on /v1 routes "
-              "(default: HEADWATER_API_TOKEN if set, else no auth).")  # fmt: skip
+              f"(default: {TOKEN_ENV} if set, else no auth).")  # fmt: skip
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without a token.")
 @_type_option
-def serve(spec: str, host: str, port: int, token_env: str | None, types: dict[str, str]) -> None:
+def serve(spec: str, host: str, port: int, token_env: str | None, insecure: bool, types: dict[str, str]) -> None:
     """Serve a pipeline's HBase table over HTTP (docs at /docs)."""
     from headwater.extras import require
 
     require("serve", "headwater serve")
+    token = _token(token_env)
+    check_bind(host, token, insecure)  # before loading anything: a refusal costs nothing
     import uvicorn
 
     from headwater.serving.api import create_app
 
     s = _load(spec)
-    token = None
-    if token_env:
-        token = os.environ.get(token_env)
-        if not token:
-            raise ConfigError(f"--token-env {token_env}: the environment variable is not set or empty")
-    app = create_app(s, types=types, token=token)
-    auth = "bearer token required" if token or os.environ.get("HEADWATER_API_TOKEN") else "no auth"
+    app = create_app(s, types=types, token=token or "")
+    auth = "bearer token required" if token else "no auth"
     click.echo(f"serving '{s.name}' on http://{host}:{port}/v1/{s.name}/ ({auth}); docs: /docs", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")
 

@@ -8,15 +8,18 @@ the store is unchanged. The position never advances past data that is not acknow
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from headwater import kafka
-from headwater.errors import HeadwaterError, TransientError
+from headwater.errors import HeadwaterError, PermanentError, RetriesExhausted, TransientError
+from headwater.faults import RetryBudget, classify
 from headwater.ingest.encode import to_records
 from headwater.observability.progress import ProgressFile
 from headwater.sources import drift
@@ -25,7 +28,7 @@ from headwater.testing import fault_point
 from headwater.timeutil import parse_duration
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, Observation, SparkSession
+    from pyspark.sql import Column, DataFrame, Observation, SparkSession
     from pyspark.sql.types import StructType
 
     from headwater.context import PipelineContext
@@ -66,6 +69,8 @@ class IngestStage:
         self.progress = ProgressFile(ctx.progress_path("ingest"), "ingest")
         self.positions = kafka.PositionStore(self.spec.connections.kafka, self.spec.state_topic)
         self.stop_event = threading.Event()
+        self.clock: Callable[[], float] = time.monotonic  # the retry bound's clock (tests inject one)
+        self.first_backoff = 1.0  # seconds before the first retry; doubles up to 60
 
     @property
     def spark(self) -> SparkSession:
@@ -83,6 +88,11 @@ class IngestStage:
             log.info("created topic %s with %d partitions", t.name, t.partitions)
         self.positions.ensure()
         _kafka_writes_v2(self.spark)
+
+    @functools.cached_property
+    def record_limit(self) -> int:
+        """The largest record (key + value bytes) the pipeline's topic takes."""
+        return kafka.max_record_bytes(self.spec.connections.kafka, self.spec.topic.name)
 
     def poll_once(self) -> PollResult | None:
         """Read, produce and commit one increment; None when the source has nothing new."""
@@ -104,18 +114,48 @@ class IngestStage:
         conn = self.spec.connections.kafka
         before = sum(kafka.end_offsets(conn, self.spec.topic.name).values())
         # The rows are counted by the job that produces them (an observation; no second read).
-        counted, obs = _counted(inc.df)
-        records = to_records(counted, self.spec.topic.key)
+        records, obs = _counted(to_records(inc.df, self.spec.topic.key), self.record_limit)
         (
-            records.write.format("kafka").options(**kafka.spark_options(conn)).options(**PRODUCER_OPTIONS)
-            .option("topic", self.spec.topic.name).mode("append").save()
+            fits(records, self.record_limit).write.format("kafka").options(**kafka.spark_options(conn))
+            .options(**PRODUCER_OPTIONS).option("topic", self.spec.topic.name).mode("append").save()
         )  # fmt: skip
-        rows = int(obs.get["rows"]) if complete(obs) else inc.df.count()
+        rows, too_large = (int(obs.get["rows"]), int(obs.get["too_large"])) if complete(obs) else (None, None)
+        if rows is None or too_large is None:
+            rows = inc.df.count()
+            too_large = too_large_records(to_records(inc.df, self.spec.topic.key), self.record_limit).count()
+        if too_large:  # before the position moves: a record too large for Kafka is never silently dropped
+            self._dead_letter_too_large(inc.df, inc.description)
+            self.progress.add(too_large=too_large)
         produced = sum(kafka.end_offsets(conn, self.spec.topic.name).values()) - before
         fault_point("ingest.after_produce")
         # Only now, with every record acknowledged, does the position move.
         self.positions.commit(self.ctx.position_key, {**inc.position, **schema_fields, "committed_at": time.time()})
         return PollResult(rows, produced, inc.description, time.monotonic() - t0)
+
+    def _dead_letter_too_large(self, df: DataFrame, increment: str) -> None:
+        """Send the increment's records over the topic's size limit to the dead-letter topic (reason ``too_large``)."""
+        from pyspark.sql import functions as F
+
+        from headwater.streaming import dlq
+
+        source = f"{self.spec.source.type}:{getattr(self.spec.source, 'table', self.spec.topic.name)}"
+        big = too_large_records(to_records(df, self.spec.topic.key), self.record_limit)
+        detail = F.concat(F.lit("record of key "), F.substring(F.col("key"), 1, 200), F.lit(" is "),
+                          record_size().cast("string"), F.lit(f" bytes; topic '{self.spec.topic.name}' takes at most "
+                                                              f"{self.record_limit} (max.message.bytes)"))  # fmt: skip
+        bad = big.select(
+            "key", F.col("value").cast("binary").alias("value"), F.lit(source).alias("_hw_topic"),
+            F.lit(None).cast("int").alias("_hw_partition"), F.lit(None).cast("long").alias("_hw_offset"),
+            F.lit(None).cast("timestamp").alias("_hw_kafka_ts"), F.lit("too_large").alias("_hw_error"),
+            detail.alias("_hw_error_detail"),
+        )  # fmt: skip
+        position = F.concat_ws(":", F.lit(source), F.lit(increment), F.col("key"))
+        d = self.spec.dead_letter
+        kafka.ensure_topic(self.spec.connections.kafka, d.topic, d.partitions, getattr(d, "replication", 1))
+        envelopes = dlq.envelopes(bad, self.spec.name, "ingest", position=position)
+        dlq.write(envelopes, self.spec.connections.kafka, self.spec.dead_letter.topic)
+        log.warning("%s: records over the size limit of topic %s went to %s", increment, self.spec.topic.name,
+                    self.spec.dead_letter.topic)  # fmt: skip
 
     def _check_schema(
         self, position: dict[str, Any] | None, struct: StructType | None = None
@@ -149,29 +189,38 @@ class IngestStage:
         return current, {"schema": current, "schema_changes": changes}
 
     def run(self, until_drained: bool = False) -> dict[str, Any]:
-        """Poll until stopped (or, with ``until_drained``, until a poll finds nothing new)."""
+        """Poll until stopped (or, with ``until_drained``, until a poll finds nothing new).
+
+        A poll that fails with a transient error (:func:`headwater.faults.classify`: Kafka or the
+        metastore away) is retried with backoff, at most ``ingest.retries.max`` times within
+        ``ingest.retries.within``; one more fails the stage with the last cause (RetriesExhausted). A
+        permanent error fails it at once (PermanentError). The progress file then says ``failed``.
+        """
         self.progress.set(state="preparing")
         self.progress.flush()
         self.prepare()
         poll = parse_duration(getattr(self.spec.source, "poll", "5 seconds"))
-        backoff = 1.0
+        bound = self.spec.ingest.retries
+        budget = RetryBudget(bound.max, bound.within_seconds, self.clock)
+        backoff = self.first_backoff
         self.progress.set(state="running")
         self.progress.flush()
         while not self.stop_event.is_set():
             try:
                 result = self.poll_once()
-                backoff = 1.0
-            except TransientError as exc:
-                result = None
-                self._retry_later(f"{exc}", backoff)
-                backoff = min(backoff * 2, 60)
-                continue
-            except HeadwaterError:
-                raise
-            except Exception as exc:  # Spark/Py4J errors: retried if infrastructure
-                if not _is_transient(exc):
-                    raise
-                self._retry_later(_short(exc), backoff)
+                backoff = self.first_backoff
+            except drift.SchemaDriftError:
+                raise  # its own message and exit code; the progress file already says failed
+            except Exception as exc:  # TransientError, or Spark/Py4J errors: the classifier decides
+                fault = classify(exc)  # on the whole text: a JVM error's chain of causes included
+                why = str(exc) if isinstance(exc, HeadwaterError) else _short(exc)  # the root cause's line
+                if not fault.transient:
+                    raise self._failed(exc, PermanentError(f"ingest stage stopped ({fault.reason}): {why}")) from None
+                if not budget.take():
+                    raise self._failed(exc, RetriesExhausted(
+                        f"ingest stage stopped after {bound.max} retries within {bound.within}: {why}"
+                    )) from None  # fmt: skip
+                self._retry_later(why, backoff)
                 backoff = min(backoff * 2, 60)
                 continue
             if result is None:
@@ -194,6 +243,14 @@ class IngestStage:
         self.progress.flush()
         return dict(self.progress.data)
 
+    def _failed(self, cause: BaseException, error: HeadwaterError) -> HeadwaterError:
+        """Record ``error`` as the stage's final state (a headwater error ``cause`` keeps its own type)."""
+        final = cause if isinstance(cause, HeadwaterError) and not isinstance(cause, TransientError) else error
+        self.progress.set(state="failed", last_error=str(error))
+        self.progress.flush()
+        log.error("%s", error)
+        return final
+
     def _retry_later(self, why: str, delay: float) -> None:
         log.warning("ingest: transient error, retrying in %.0fs: %s", delay, why)
         self.progress.add(retries=1)
@@ -210,24 +267,31 @@ def _kafka_writes_v2(spark: SparkSession) -> None:
     spark.conf.set(key, ",".join(sources))
 
 
-def _counted(df: DataFrame) -> tuple[DataFrame, Observation]:
+def _counted(records: DataFrame, limit: int) -> tuple[DataFrame, Observation]:
+    """``records`` observed by the job that produces them: how many, and how many are over ``limit`` bytes."""
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     obs = Observation(f"headwater_ingest_{time.monotonic_ns()}")
-    return df.observe(obs, F.count(F.lit(1)).alias("rows")), obs
+    over = F.sum(F.when(record_size() > limit, 1).otherwise(0))
+    return records.observe(obs, F.count(F.lit(1)).alias("rows"), F.coalesce(over, F.lit(0)).alias("too_large")), obs
 
 
-_TRANSIENT_MARKERS = (
-    "TimeoutException", "NetworkException", "NotLeaderOrFollower", "DisconnectException",
-    "Connection refused", "TTransportException", "LEADER_NOT_AVAILABLE", "Failed to update metadata",
-    "org.apache.thrift.transport", "MetaException(message:Could not connect",
-)  # fmt: skip
+def record_size() -> Column:
+    """Bytes of a record's key and value (columns ``key`` and ``value`` of :func:`to_records`)."""
+    from pyspark.sql import functions as F
+
+    return F.coalesce(F.octet_length(F.col("key")), F.lit(0)) + F.octet_length(F.col("value"))
 
 
-def _is_transient(exc: BaseException) -> bool:
-    text = str(exc)
-    return any(marker in text for marker in _TRANSIENT_MARKERS)
+def fits(records: DataFrame, limit: int) -> DataFrame:
+    """The records whose key and value fit in ``limit`` bytes."""
+    return records.where(record_size() <= limit)
+
+
+def too_large_records(records: DataFrame, limit: int) -> DataFrame:
+    """The records whose key and value do not fit in ``limit`` bytes."""
+    return records.where(record_size() > limit)
 
 
 def _short(exc: BaseException) -> str:

@@ -1,6 +1,7 @@
 """Live progress: each stage writes a small JSON file that ``headwater run`` (or anyone) can watch.
 
-Writes are atomic (temp file + rename), so a reader never sees half a file.
+Writes are atomic (temp file + rename), so a reader never sees half a file. Secret values
+(:mod:`headwater.redact`) are masked before anything is written.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import time
 from bisect import bisect_left
 from pathlib import Path
 from typing import Any
+
+from headwater import redact
 
 
 class ProgressFile:
@@ -33,7 +36,7 @@ class ProgressFile:
     def flush(self) -> None:
         self.data["updated_at"] = time.time()
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, default=str))
+        tmp.write_text(json.dumps(redact.redact_data(self.data), default=lambda o: redact.redact(str(o))))
         os.replace(tmp, self.path)
 
 

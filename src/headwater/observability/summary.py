@@ -1,17 +1,18 @@
-"""The run summary and the live progress line, from the stages' progress files."""
+"""The run summary and the live progress line, from the stages' progress files (secrets masked)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from headwater import redact
 from headwater.observability.progress import LatencyHistogram, read_progress
 
 
 def summarize(home: Path) -> dict[str, Any]:
     """Figures of the last run of the pipeline whose folder is ``home``."""
-    ingest = read_progress(home / "ingest.progress.json") or {}
-    process = read_progress(home / "process.progress.json") or {}
+    ingest = redact.redact_data(read_progress(home / "ingest.progress.json") or {})
+    process = redact.redact_data(read_progress(home / "process.progress.json") or {})
     ic, pc = ingest.get("counters", {}), process.get("counters", {})
     hist = LatencyHistogram(process.get("latency_ms")) if process.get("latency_ms") else LatencyHistogram()
 
@@ -42,7 +43,7 @@ def summarize(home: Path) -> dict[str, Any]:
 def progress_line(home: Path) -> str:
     """One line for the terminal while a pipeline runs."""
     s = summarize(home)
-    return (
+    return redact.redact(
         f"ingest[{s['ingest_state'] or '-'}] read {s['rows_read']:,} produced {s['records_produced']:,} | "
         f"process[{s['process_state'] or '-'}] in {s['rows_in']:,} written {s['rows_written']:,} "
         f"dead-lettered {s['dead_lettered']:,} lag {s['lag'] if s['lag'] is not None else '-'}"
@@ -73,4 +74,4 @@ def render(s: dict[str, Any]) -> str:
     if s.get("records_lost"):
         ranges = ", ".join(f"partition {r['partition']}: {r['first']}..{r['last']}" for r in s.get("data_loss", []))
         lines.append(f"  lost in Kafka, skipped     {s['records_lost']:>12,}   (on_data_loss: skip; offsets {ranges})")
-    return "\n".join(lines)
+    return redact.redact("\n".join(lines))

@@ -16,7 +16,13 @@ inclusive, ``stop`` exclusive. ``next_page_token`` of a scan response is passed 
 
 Errors are ``{"error": "..."}``: 400 for a bad field or value, 401 for a missing or wrong bearer
 token (when a token is configured), 404 for a missing row, table or pipeline, 422 for a malformed
-``limit``/``n``, 503 when HBase cannot be reached.
+``limit``/``n``, 503 when HBase cannot be reached. No client input is answered with a 5xx: a value
+that cannot be part of a row key (an integer of thousands of digits, an instant outside the years
+1-9999 in UTC, a key longer than HBase's 32767 bytes) is a 400 naming the field (the test suite
+fuzzes every route from this document).
+
+``headwater serve`` listens on 127.0.0.1 by default; a non-loopback ``--host`` needs a token
+(``--token-env VAR`` or ``$HEADWATER_API_TOKEN``) or an explicit ``--insecure``.
 """
 
 from __future__ import annotations
@@ -31,9 +37,10 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from starlette.exceptions import HTTPException
 
+from headwater import redact
 from headwater.errors import HeadwaterError, NotFoundError, ServiceUnavailable
 from headwater.serving.reader import InvalidRequest, TableReader, hbase_sink, types_from_schema
 from headwater.spec.models import PipelineSpec
@@ -44,6 +51,14 @@ _GROUPS = ("prefix", "start", "stop")
 _KIND_HELP = {
     "int": "integer", "long": "integer", "double": "number", "date": "ISO date (YYYY-MM-DD)",
     "timestamp": "ISO-8601 timestamp or epoch ms", "reverse_ts": "ISO-8601 timestamp or epoch ms",
+}  # fmt: skip
+_KIND_SCHEMA: dict[str, dict[str, Any]] = {
+    "int": {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+    "long": {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1},
+    "double": {"type": "number"},
+    "date": {"type": "string", "format": "date"},
+    "timestamp": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]},
+    "reverse_ts": {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "integer"}]},
 }  # fmt: skip
 
 
@@ -154,12 +169,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http)
 
 
-def _auth_dependency(token: str) -> Any:
+def _auth_dependency(token: SecretStr) -> Any:
     bearer = HTTPBearer(auto_error=False, description=f"Bearer token (set with --token-env or {TOKEN_ENV}).")
+    expected = token.get_secret_value().encode()
 
     def check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
         given = credentials.credentials if credentials else ""
-        if not secrets.compare_digest(given.encode(), token.encode()):
+        if not secrets.compare_digest(given.encode(), expected):
             raise HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
 
     return Depends(check)
@@ -172,11 +188,11 @@ def _doc_params(reader: Any, prefix: str, required: bool) -> list[dict[str, Any]
         kind = reader.field_kind(field)
         help_ = f"row-key field ({_KIND_HELP.get(kind, 'text')})"
         out.append({"name": f"{prefix}{field}", "in": "query", "required": required,
-                    "schema": {"type": "string"}, "description": help_})  # fmt: skip
+                    "schema": _KIND_SCHEMA.get(kind, {"type": "string"}), "description": help_})  # fmt: skip
     return out
 
 
-def create_app(spec: PipelineSpec, types: Mapping[str, str] | None = None, token: str | None = None,
+def create_app(spec: PipelineSpec, types: Mapping[str, str] | None = None, token: str | SecretStr | None = None,
                *, reader: Any = None) -> FastAPI:  # fmt: skip
     """The query API for one pipeline.
 
@@ -185,13 +201,17 @@ def create_app(spec: PipelineSpec, types: Mapping[str, str] | None = None, token
         types: codec types of columns the spec's ``schema`` does not give (e.g. ``{"total": "decimal"}``);
             they override the schema's.
         token: bearer token every ``/v1`` route requires; ``None``: ``$HEADWATER_API_TOKEN`` if set,
-            else no authentication.
+            else no authentication; ``""``: no authentication. Kept as a secret (``***`` in any output).
         reader: a ready :class:`TableReader` (or a stand-in with the same methods, for tests).
     """
     sink = hbase_sink(spec)
     if reader is None:
         reader = TableReader(sink, spec.connections.hbase, {**types_from_schema(spec), **(types or {})})
-    token = token if token is not None else os.environ.get(TOKEN_ENV) or None
+    given = token.get_secret_value() if isinstance(token, SecretStr) else token
+    given = given if given is not None else os.environ.get(TOKEN_ENV) or None
+    if given:
+        redact.register([given])
+    secret = redact.Secret(given) if given else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -204,9 +224,9 @@ def create_app(spec: PipelineSpec, types: Mapping[str, str] | None = None, token
                   description=f"Rows of HBase table `{sink.full_table}`, row key `{sink.row_key}`.\n\n"
                   + (__doc__ or "").split("\n\n", 1)[1], lifespan=lifespan)  # fmt: skip
     _install_error_handlers(app)
-    router = APIRouter(prefix="/v1/{pipeline}", dependencies=[_auth_dependency(token)] if token else [])
+    router = APIRouter(prefix="/v1/{pipeline}", dependencies=[_auth_dependency(secret)] if secret else [])
     errors: dict[int | str, dict[str, Any]] = {
-        code: {"model": ErrorOut} for code in (400, 401, 404, 422, 503) if token or code != 401
+        code: {"model": ErrorOut} for code in (400, 401, 404, 422, 503) if secret or code != 401
     }
 
     def check_pipeline(pipeline: str) -> None:

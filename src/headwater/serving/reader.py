@@ -55,12 +55,27 @@ _SIMPLE_DDL = {
     "timestamp_ntz": "timestamp", "timestamp_ltz": "timestamp", "binary": "bytes",
 }  # fmt: skip
 _INT_RE = re.compile(r"[+-]?\d+")
+MAX_ROW_KEY_BYTES = 32767  # HBase refuses longer row keys (Short.MAX_VALUE)
+_MAX_SHOWN = 80  # characters of a client's value quoted in an error message
+_MAX_MESSAGE = 500
 
 
 class InvalidRequest(HeadwaterError, ValueError):
     """A request the table cannot answer: unknown field, value that does not fit its key part, bad token."""
 
     exit_code = 2
+
+
+def _show(value: Any) -> str:
+    """``repr`` of a client's value, shortened so that an error message stays readable."""
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else f"{text[: _MAX_SHOWN - 3]}... ({len(str(value))} characters)"
+
+
+def _invalid(what: str, exc: Exception) -> InvalidRequest:
+    """An :class:`InvalidRequest` from an encoding error, its message bounded in length."""
+    message = f"{what}: {exc}"
+    return InvalidRequest(message if len(message) <= _MAX_MESSAGE else message[: _MAX_MESSAGE - 3] + "...")
 
 
 class CellDecodeError(HeadwaterError):
@@ -93,12 +108,16 @@ def encode_page_token(row_key: bytes) -> str:
 
 def decode_page_token(token: str) -> bytes:
     """Invert :func:`encode_page_token`; raises :class:`InvalidRequest` for a malformed token."""
+    bad = InvalidRequest(f"page_token {_show(token)} is not a page token returned by a scan")
     if not token or not re.fullmatch(r"[A-Za-z0-9_-]+", token):
-        raise InvalidRequest(f"page_token {token!r} is not a page token returned by a scan")
+        raise bad
     try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        key = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (binascii.Error, ValueError):
-        raise InvalidRequest(f"page_token {token!r} is not a page token returned by a scan") from None
+        raise bad from None
+    if len(key) > MAX_ROW_KEY_BYTES:  # no row key is that long
+        raise bad
+    return key
 
 
 def jsonable(value: Any) -> Any:
@@ -261,7 +280,9 @@ class TableReader:
     def _coerce(self, fields: Mapping[str, Any], what: str) -> dict[str, Any]:
         unknown = [f for f in fields if f not in self.key_fields]
         if unknown:
-            raise InvalidRequest(f"{what}: unknown key field {unknown[0]!r}; key fields: {', '.join(self.key_fields)}")
+            raise InvalidRequest(
+                f"{what}: unknown key field {_show(unknown[0])}; key fields: {', '.join(self.key_fields)}"
+            )
         return {name: self._convert(name, value, what) for name, value in fields.items()}
 
     def _convert(self, name: str, value: Any, what: str) -> Any:
@@ -271,16 +292,35 @@ class TableReader:
         kind, text = self.field_kind(name), value.strip()
         if kind in ("int", "long"):
             if not _INT_RE.fullmatch(text):
-                raise InvalidRequest(f"{what}: key field {name!r}: {value!r} is not an integer")
-            return int(text)
+                raise InvalidRequest(f"{what}: key field {name!r}: {_show(value)} is not an integer")
+            return self._int(name, text, what)
         if kind == "double":
             try:
                 return float(text)
             except ValueError:
-                raise InvalidRequest(f"{what}: key field {name!r}: {value!r} is not a number") from None
+                raise InvalidRequest(f"{what}: key field {name!r}: {_show(value)} is not a number") from None
         if kind in ("timestamp", "reverse_ts") and _INT_RE.fullmatch(text):
-            return int(text)  # epoch milliseconds; ISO strings are parsed by the template
+            return self._int(name, text, what)  # epoch milliseconds; ISO strings are parsed by the template
         return value
+
+    @staticmethod
+    def _int(name: str, text: str, what: str) -> int:
+        try:
+            return int(text)
+        except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
+            raise InvalidRequest(
+                f"{what}: key field {name!r}: {_show(text)} is out of range for a 64-bit integer"
+            ) from None
+
+    def _encode(self, values: Mapping[str, Any], what: str, *, full: bool) -> bytes:
+        """The row key (``full``) or key prefix of client-given values; :class:`InvalidRequest` if they do not fit."""
+        try:
+            key = self.template.encode(values) if full else self.template.prefix(values)
+        except (RowKeyError, CodecError, ValueError, OverflowError) as exc:
+            raise _invalid(what, exc) from None
+        if len(key) > MAX_ROW_KEY_BYTES:
+            raise InvalidRequest(f"{what}: the key is {len(key)} bytes; HBase row keys are at most {MAX_ROW_KEY_BYTES}")
+        return key
 
     def _leading(self, fields: Mapping[str, Any] | None, what: str) -> tuple[bytes, bool]:
         """Encoded prefix of leading key fields, and whether it is a complete key."""
@@ -295,12 +335,8 @@ class TableReader:
                 f"{what}: key field {missing!r} is missing; a prefix needs the leading key fields in order "
                 f"({', '.join(order)}), got {', '.join(given)}"
             )
-        try:
-            if len(given) == len(order):
-                return self.template.encode(values), True
-            return self.template.prefix(values), False
-        except RowKeyError as exc:
-            raise InvalidRequest(f"{what}: {exc}") from None
+        complete = len(given) == len(order)
+        return self._encode(values, what, full=complete), complete
 
     # --- calls ----------------------------------------------------------------------------------
     def _call(self, fn: Callable[[Thrift2Client], T]) -> T:
@@ -368,11 +404,7 @@ class TableReader:
     # --- public reads ---------------------------------------------------------------------------
     def get(self, key_fields: Mapping[str, Any]) -> Row | None:
         """The row with this full key, or ``None``; :class:`InvalidRequest` for a bad or partial key."""
-        values = self._coerce(key_fields, "get")
-        try:
-            key = self.template.encode(values)
-        except RowKeyError as exc:
-            raise InvalidRequest(f"get: {exc}") from None
+        key = self._encode(self._coerce(key_fields, "get"), "get", full=True)
         results = self._call(lambda c: c.get_multiple(self.table, [self._t.TGet(row=key, columns=self._columns)]))
         return self._row(results[0]) if results and results[0].columnValues else None
 

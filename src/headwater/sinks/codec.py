@@ -148,7 +148,10 @@ def to_timestamp(value: Any, type_name: str = "timestamp") -> datetime:
         except ValueError:
             raise _cannot(value, type_name, "not an ISO-8601 timestamp") from None
     if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        try:
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00+05:00 is before the first representable instant
+            raise _cannot(value, type_name, "outside the years 1-9999 in UTC") from None
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day, tzinfo=UTC)
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):

@@ -14,8 +14,9 @@ Example (spec)::
         d: {max_versions: 1, compression: none, bloom: row}
 
 Delivery: at-least-once replay + idempotent writes = effectively once. Row key and cell timestamp
-are functions of the record, so a replayed record rewrites the same cells; within a write batch
-rows are deduplicated by row key (the later record wins).
+are functions of the record, so a replayed record rewrites the same cells. Versions of a row key
+keep their own cell timestamps, so the newest ``version`` wins in any arrival order (see
+:mod:`headwater.sinks.hbase_writer`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ class HBaseSinkConfig(SinkConfig):
     durability: Literal["sync_wal", "fsync_wal", "async_wal", "skip_wal"] = "sync_wal"
     batch_rows: int = Field(default=2000, ge=1, description="Rows per putMultiple call at most.")
     batch_bytes: int = Field(default=2_000_000, ge=1024, description="Bytes per putMultiple call at most.")
+    max_cell_bytes: int = Field(
+        default=10_485_760, ge=1024,
+        description="Largest cell HBase accepts (the cluster's hbase.client.keyvalue.maxsize); larger: dead letter.",
+    )  # fmt: skip
+    max_request_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024,
+        description="Largest Thrift request the server accepts; a row larger than this goes to the dead letters.",
+    )  # fmt: skip
     retries: int = Field(default=8, ge=0, description="Retries of a failed call (exponential backoff).")
 
     @field_validator("row_key")
@@ -162,6 +171,7 @@ class HBaseSink(Sink):
             host=h.host, port=h.port, timeout_ms=h.timeout_ms, transport=h.transport, protocol=h.protocol,
             table=c.full_table, row_key=c.row_key, cells=cells, version=c.version, version_type=version_type,
             durability=c.durability, batch_rows=c.batch_rows, batch_bytes=c.batch_bytes, retries=c.retries,
+            max_cell_bytes=c.max_cell_bytes, max_request_bytes=c.max_request_bytes,
         )  # fmt: skip
 
     def write(self, df: DataFrame) -> dict[str, Any]:

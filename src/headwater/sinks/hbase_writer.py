@@ -4,10 +4,17 @@ Runs inside ``mapInArrow``: the description is pickled to the executor, the Thri
 is opened there (one per partition) and never pickled. Values are encoded column by column
 (:mod:`headwater.sinks.arrow_codec`), rows are assembled straight into Thrift's binary form
 (:mod:`headwater.sinks.thrift2`), and calls go out on one background thread in order, so the next
-batch is encoded while HBase writes the previous one. Each call is bounded by rows and bytes,
-deduplicated by row key (later record wins) and retried whole with exponential backoff.
-A record that cannot be encoded (null row-key field, bad version value) is returned as rejected,
-never retried; an infrastructure error that outlasts the retries fails the task loudly.
+batch is encoded while HBase writes the previous one. Each call is bounded by rows and bytes and
+retried whole with exponential backoff.
+
+Versions: every record is one put at its own cell timestamp (the ``version`` field), so when
+several versions of a row key meet in one call they are all written and HBase serves the newest
+timestamp whatever the arrival order; a family with ``max_versions > 1`` keeps the history. Only
+the same row key at the same timestamp is deduplicated, the later Kafka position winning.
+
+A record that cannot be encoded (null row-key field, bad version value) or is over HBase's size
+limits (row key, cell, request) is returned as rejected, never retried; an infrastructure error
+that outlasts the retries fails the task loudly.
 """
 
 from __future__ import annotations
@@ -17,7 +24,6 @@ import functools
 import json
 import logging
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -70,17 +76,17 @@ class WriterDescription:
     durability: str = "sync_wal"
     batch_rows: int = 2000
     batch_bytes: int = 2_000_000
+    max_cell_bytes: int = 10_485_760
+    max_request_bytes: int = 64 * 1024 * 1024
     retries: int = 8
     backoff_ms: int = 200
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _is_transient(exc: BaseException) -> bool:
-    from thriftpy2.transport import TTransportException
+    from headwater.faults import classify
 
-    if isinstance(exc, TTransportException | socket.timeout | ConnectionError | OSError | EOFError):
-        return True
-    return type(exc).__name__ == "TIOError"  # region moving, server not ready: retry
+    return classify(exc).transient
 
 
 class _Connection:
@@ -105,21 +111,54 @@ class _Connection:
         self.client = None
 
 
-def send_with_retry(call: Callable[[], None], desc: WriterDescription, conn: _Connection) -> int:
-    """Run ``call``; on transient errors reconnect and retry with exponential backoff. Returns retries."""
+def send_with_retry(call: Callable[[], None], desc: WriterDescription, conn: _Connection,
+                    position: str = "") -> int:  # fmt: skip
+    """Run ``call``; on transient errors reconnect and retry with exponential backoff. Returns retries.
+
+    A permanent error (:func:`headwater.faults.classify`), or a table found missing or disabled after a
+    transient one, raises PermanentError at once; a transient one that outlasts ``desc.retries`` raises
+    TransientError. Both are one line naming the table and ``position`` (the first record of the call).
+    """
+    from headwater.errors import PermanentError, TransientError
+    from headwater.faults import classify
+
     attempt = 0
     while True:
         try:
             call()
             return attempt
         except Exception as exc:
-            if not _is_transient(exc) or attempt >= desc.retries:
-                raise
+            fault = classify(exc)
+            where = f"; first record of the failing call: {position}" if position else ""
+            named = (
+                fault.message if "table" in (fault.subject or "") else f"HBase table '{desc.table}': {fault.message}"
+            )
+            if not fault.transient:
+                raise PermanentError(f"{named}{where}") from exc
+            gone = _table_unusable(conn, desc.table)  # a disabled table looks like a region that never opens
+            if gone:
+                raise PermanentError(f"HBase table '{desc.table}' {gone}{where}") from exc
+            if attempt >= desc.retries:
+                raise TransientError(f"{named} after {attempt} retries{where}") from exc
             delay = min(desc.backoff_ms * 2**attempt, 30_000) / 1000
             log.warning("HBase %s: %s; retry %d/%d in %.1fs", desc.table, exc, attempt + 1, desc.retries, delay)
             conn.reset()
             time.sleep(delay)
             attempt += 1
+
+
+def _table_unusable(conn: _Connection, table: str) -> str | None:
+    """'does not exist' or 'is disabled' if the server says so; None if fine or if it does not answer."""
+    conn.reset()
+    try:
+        client = conn.get()
+        if not client.table_exists(table):
+            return "does not exist"
+        if not client.table_enabled(table):
+            return "is disabled"
+    except Exception:  # the server is away: the retry finds out
+        conn.reset()
+    return None
 
 
 class _Sender:
@@ -132,7 +171,7 @@ class _Sender:
 
     def __init__(self, desc: WriterDescription, conn: _Connection, stats: dict[str, int]) -> None:
         self.desc, self.conn, self.stats = desc, conn, stats
-        self.queue: queue.Queue[tuple[list[Any], int] | None] = queue.Queue(maxsize=1)
+        self.queue: queue.Queue[tuple[list[Any], int, str] | None] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="headwater-hbase-sender", daemon=True)
         self.thread.start()
@@ -148,9 +187,10 @@ class _Sender:
         while (item := self.queue.get()) is not None:
             if self.error is not None:
                 continue  # drain until close()
-            puts, size = item
+            puts, size, position = item
             try:
-                self.stats["retries"] += send_with_retry(functools.partial(self._send, puts), self.desc, self.conn)
+                self.stats["retries"] += send_with_retry(functools.partial(self._send, puts), self.desc, self.conn,
+                                                         position)  # fmt: skip
             except BaseException as exc:  # handed to the caller thread
                 self.error = exc
                 continue
@@ -158,10 +198,11 @@ class _Sender:
             self.stats["bytes"] += size
             self.stats["calls"] += 1
 
-    def submit(self, puts: list[Any], size: int) -> None:
+    def submit(self, puts: list[Any], size: int, position: str = "") -> None:
+        """Queue one call; ``position`` names its first record for an error message."""
         if self.error is not None:
             raise self.error
-        self.queue.put((puts, size))
+        self.queue.put((puts, size, position))
 
     def close(self) -> None:
         """Wait for every submitted call; raise the first error."""
@@ -188,8 +229,13 @@ def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]],
         names = [(c.family.encode(), c.qualifier.encode()) for c in desc.cells]
         stats = {"rows": 0, "written": 0, "deduped": 0, "bytes": 0, "retries": 0, "calls": 0}
         rejected: list[dict[str, Any]] = []
-        pending: dict[bytes, Any] = {}
+        # One put per (row key, cell timestamp): versions of a key with different timestamps are all
+        # written (HBase serves the newest, families keep the history); the same key and timestamp
+        # twice keeps the later Kafka position.
+        pending: dict[tuple[bytes, int], tuple[Any, int, int]] = {}
         pending_bytes = 0
+        limits = _Limits.of(desc)
+        first = ""  # the position of the first record of the pending call
         sender = _Sender(desc, conn, stats)
 
         try:
@@ -201,6 +247,8 @@ def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]],
                 cells_per_row = sum(
                     (c.is_valid().to_numpy(zero_copy_only=False) for c in columns), np.zeros(n, "int32")
                 )
+                offsets = _offsets(batch)
+                largest = limits.largest_cells(columns, n)
                 puts = None
                 if binary:
                     stamps = [0 if v is None else v for v in versions]
@@ -222,16 +270,28 @@ def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]],
                                    if (v := c[i].as_py()) is not None]  # fmt: skip
                         put = thrift2.put_object(key, triples, versions[i], durability)
                         size = len(key) + sum(len(v) + 40 for *_, v in triples)
-                    if key in pending:
+                    too_large = limits.check(key, int(largest[i]), size, columns, i)
+                    if too_large:
+                        rejected.append(_rejection(batch, i, "too_large", too_large))
+                        continue
+                    slot = (key, versions[i])
+                    if slot in pending:
                         stats["deduped"] += 1
-                        pending_bytes -= pending[key][1]
-                    pending[key] = (put, size)
+                        if pending[slot][2] > offsets[i]:  # the one already kept is the later position
+                            continue
+                        pending_bytes -= pending[slot][1]
+                    if pending and pending_bytes + size > limits.request_bytes:
+                        sender.submit([p for p, _, _ in pending.values()], pending_bytes, first)
+                        pending, pending_bytes = {}, 0
+                    if not pending:
+                        first = _position(batch, i)
+                    pending[slot] = (put, size, offsets[i])
                     pending_bytes += size
-                    if len(pending) >= desc.batch_rows or pending_bytes >= desc.batch_bytes:
-                        sender.submit([p for p, _ in pending.values()], pending_bytes)
+                    if len(pending) >= desc.batch_rows or pending_bytes >= limits.request_bytes:
+                        sender.submit([p for p, _, _ in pending.values()], pending_bytes, first)
                         pending, pending_bytes = {}, 0
             if pending:
-                sender.submit([p for p, _ in pending.values()], pending_bytes)
+                sender.submit([p for p, _, _ in pending.values()], pending_bytes, first)
             sender.close()
         finally:
             if sender.thread.is_alive():
@@ -244,6 +304,64 @@ def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]],
         yield pa.RecordBatch.from_pylist([{k: r.get(k) for k in result_names} for r in out], schema=_arrow_schema())
 
     return write
+
+
+MAX_ROW_KEY_BYTES = 32767  # HConstants.MAX_ROW_LENGTH: HBase refuses longer row keys
+_CELL_OVERHEAD = 24  # KeyValue framing: lengths, timestamp, type
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """HBase's and the Thrift server's size limits, checked before a record is sent."""
+
+    cell_bytes: int
+    request_bytes: int
+    message_bytes: int
+    labels: tuple[str, ...]
+    name_bytes: tuple[int, ...]
+
+    @classmethod
+    def of(cls, desc: WriterDescription) -> _Limits:
+        return cls(
+            desc.max_cell_bytes, min(desc.batch_bytes, desc.max_request_bytes), desc.max_request_bytes,
+            tuple(f"{c.family}:{c.qualifier}" for c in desc.cells),
+            tuple(len(c.family.encode()) + len(c.qualifier.encode()) for c in desc.cells),
+        )  # fmt: skip
+
+    def largest_cells(self, columns: list[pa.Array], n: int) -> Any:
+        """Per row, the bytes of its largest cell without the row key (numpy array)."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        largest = np.zeros(n, "int64")
+        for values, names in zip(columns, self.name_bytes, strict=True):
+            lengths = pc.binary_length(values).fill_null(0).to_numpy(zero_copy_only=False)
+            np.maximum(largest, lengths + names + _CELL_OVERHEAD, out=largest)
+        return largest
+
+    def check(self, key: bytes, largest_cell: int, put_bytes: int, columns: list[pa.Array], index: int) -> str | None:
+        """Why the record at ``index`` is too large for HBase (key, size, limit), or None."""
+        shown = key[:60] + (b"..." if len(key) > 60 else b"")
+        if len(key) > MAX_ROW_KEY_BYTES:
+            return f"row key {shown!r} is {len(key)} bytes; HBase's row key limit is {MAX_ROW_KEY_BYTES}"
+        if largest_cell + len(key) > self.cell_bytes:
+            for label, values, names in zip(self.labels, columns, self.name_bytes, strict=True):
+                value = values[index]
+                size = len(key) + names + _CELL_OVERHEAD + (len(value.as_py()) if value.is_valid else 0)
+                if size > self.cell_bytes:
+                    return (f"row key {shown!r}: cell {label} is {size} bytes; "
+                            f"the cell limit (max_cell_bytes) is {self.cell_bytes}")  # fmt: skip
+        if put_bytes > self.message_bytes:
+            return (f"row key {shown!r}: the row is {put_bytes} bytes in one put; "
+                    f"the Thrift request limit (max_request_bytes) is {self.message_bytes}")  # fmt: skip
+        return None
+
+
+def _offsets(batch: pa.RecordBatch) -> list[int]:
+    """Kafka offsets of the rows (the later wins a tie), or the row order when the batch has none."""
+    if "_hw_offset" in batch.schema.names:
+        return [-1 if o is None else o for o in batch.column("_hw_offset").to_pylist()]
+    return list(range(batch.num_rows))
 
 
 def _encode_cells(desc: WriterDescription, batch: pa.RecordBatch) -> tuple[list[pa.Array], list[Any], dict[int, str]]:
@@ -284,6 +402,14 @@ def _row_keys(template: RowKeyTemplate, batch: pa.RecordBatch, errors: dict[int,
             errors[i] = str(exc)
             keys.append(None)
     return keys
+
+
+def _position(batch: pa.RecordBatch, index: int) -> str:
+    """``partition 1, offset 40`` of record ``index`` (its Kafka position), or '' without position columns."""
+    names = batch.schema.names
+    if "_hw_partition" not in names or "_hw_offset" not in names:
+        return ""
+    return f"partition {batch.column('_hw_partition')[index]}, offset {batch.column('_hw_offset')[index]}"
 
 
 def _rejection(batch: pa.RecordBatch, index: int, reason: str, message: str) -> dict[str, Any]:

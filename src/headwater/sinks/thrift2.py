@@ -160,6 +160,9 @@ class Thrift2Client:
     def table_exists(self, name: str) -> bool:
         return bool(self._client.tableExists(self.table_name(name)))
 
+    def table_enabled(self, name: str) -> bool:
+        return bool(self._client.isTableEnabled(self.table_name(name)))
+
     def describe(self, name: str) -> Any:
         return self._client.getTableDescriptor(self.table_name(name))
 

@@ -2,6 +2,9 @@
 
 Every problem becomes one line ``<file>:<line>: <path>: <message> (got <value>)`` of a single
 :class:`SpecError` (a :class:`~headwater.errors.ConfigError`), so a user sees everything wrong at once.
+Secrets never appear in it: a value under a secret-named key (:func:`headwater.redact.is_secret_name`),
+or a malformed options field that holds secrets, is shown as ``***``, and every secret value found in
+the document is masked wherever else it would appear in a message.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, Tag, ValidationError
 
+from headwater import redact
 from headwater.errors import ConfigError
-from headwater.spec.models import PipelineSpec
+from headwater.spec.models import HoldsSecrets, PipelineSpec
 from headwater.spec.schema import INVALID_TAG, spec_model_for
 
 PathTuple = tuple[str | int, ...]
@@ -263,13 +267,58 @@ def _unknown_field(name: str, owner: type[BaseModel] | None) -> str:
     return f"{message}; valid: {', '.join(valid)}"
 
 
+def _holds_secrets(owner: type[BaseModel] | None, path: PathTuple) -> bool:
+    """Whether the last part of ``path`` is a field of ``owner`` marked :class:`HoldsSecrets`."""
+    info = _field(owner, str(path[-1])) if owner is not None and path else None
+    return info is not None and any(isinstance(meta, HoldsSecrets) for meta in info.metadata)
+
+
+def _shown(path: PathTuple, owner: type[BaseModel] | None, value: Any) -> Any:
+    """The offending value as an error may show it: ``***`` under a secret-named key or for a whole
+    secrets-holding field that is not a mapping; otherwise with secret-named entries masked."""
+    if any(isinstance(part, str) and redact.is_secret_name(part) for part in path):
+        return redact.MASK
+    if _holds_secrets(owner, path) and not isinstance(value, dict):
+        return redact.MASK
+    return redact.mask_secrets(value)
+
+
+def _secret_values(value: Any, inside: bool = False) -> set[str]:
+    """Every scalar under a secret-named key in the document, at any depth (to mask wherever it shows up)."""
+    if isinstance(value, dict):
+        return {found for key, item in value.items()
+                for found in _secret_values(item, inside or (isinstance(key, str) and redact.is_secret_name(key)))}  # fmt: skip
+    if isinstance(value, list):
+        return {found for item in value for found in _secret_values(item, inside)}
+    return {str(value)} if inside and isinstance(value, str | int | float) and not isinstance(value, bool) else set()
+
+
+def _scrub_value(value: Any, secrets: set[str]) -> Any:
+    if isinstance(value, str):
+        return redact.redact(value, secrets)
+    if isinstance(value, dict):
+        return {k: _scrub_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub_value(v, secrets) for v in value)
+    return value
+
+
+def _scrub(problems: list[dict[str, Any]], secrets: set[str]) -> list[dict[str, Any]]:
+    """``problems`` with every secret value in their text, message and input replaced by ``***``."""
+    for problem in problems:
+        for field in ("text", "message", "input"):
+            problem[field] = _scrub_value(problem[field], secrets)
+    return problems
+
+
 def _validation_problems(
     exc: ValidationError, model: type[BaseModel], filename: str, lines: Mapping[PathTuple, int]
 ) -> list[dict[str, Any]]:
     problems = []
     for error in exc.errors(include_url=False):
         path, owner = _clean_loc(model, tuple(error["loc"]))
-        kind, message, value = error["type"], error["msg"], error.get("input")
+        kind, message = error["type"], error["msg"]
+        value = _shown(path, owner, error.get("input"))
         show_value = kind not in _NO_INPUT and bool(path) and not isinstance(value, BaseModel)
         if kind == "plugin_type":
             path = (*path, "type")
@@ -309,11 +358,12 @@ def load_spec_text(text: str, filename: str = "<string>", *, env: Mapping[str, s
     data = _interpolate(data, (), os.environ if env is None else env, emitted)
     if emitted:
         raise SpecError([_problem(filename, lines, path, kind, message) for path, kind, message in emitted])
+    secrets = _secret_values(data)
     model = spec_model_for(data)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_validation_problems(exc, model, filename, lines)) from None
+        raise SpecError(_scrub(_validation_problems(exc, model, filename, lines), secrets)) from None
 
 
 def load_spec(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> PipelineSpec:

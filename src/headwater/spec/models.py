@@ -17,12 +17,19 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
+    SecretStr,
     SerializeAsAny,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from headwater import redact
+from headwater.errors import ConfigError
+from headwater.redact import Secret
 from headwater.sinks.base import SinkConfig
 from headwater.sources.base import SourceConfig
 from headwater.stack.config import StackConfig
@@ -53,6 +60,47 @@ def _conf_value(value: Any) -> Any:
 ConfValue = Annotated[str, BeforeValidator(_conf_value)]
 
 
+class HoldsSecrets:
+    """Marks a field of options whose secret-named entries (:func:`headwater.redact.is_secret_name`)
+    are kept as :class:`~headwater.redact.Secret`; the spec loader never shows such a field's value."""
+
+
+def _hide_secrets(options: dict[str, str | Secret]) -> dict[str, str | Secret]:
+    """Secret-named options as :class:`~headwater.redact.Secret`, their values registered for redaction."""
+    out: dict[str, str | Secret] = {}
+    for name, value in options.items():
+        if not isinstance(value, Secret) and redact.is_secret_name(name):
+            value = Secret(value)
+        if isinstance(value, Secret):
+            redact.register([value.get_secret_value()])
+        out[name] = value
+    return out
+
+
+def _dump_option(value: str | Secret) -> str:
+    return redact.MASK if isinstance(value, SecretStr) else value
+
+
+def _option_value(value: Any) -> str | Secret:
+    """A property value: text (YAML numbers and booleans as property strings) or an already wrapped secret."""
+    value = _conf_value(value)
+    if isinstance(value, SecretStr):
+        return value if isinstance(value, Secret) else Secret(value.get_secret_value())
+    if not isinstance(value, str):
+        raise PydanticCustomError("string_type", "Input should be a valid string")
+    return value
+
+
+OptionValue = Annotated[
+    str | Secret,
+    PlainValidator(_option_value),
+    PlainSerializer(_dump_option, when_used="json"),
+    WithJsonSchema({"type": "string"}),
+]
+#: Client or Spark properties; entries named like secrets are held as ``Secret`` (shown as ``***``).
+SecretOptions = Annotated[dict[str, OptionValue], AfterValidator(_hide_secrets), HoldsSecrets()]
+
+
 def _topic_name(value: str) -> str:
     if not _TOPIC_RE.fullmatch(value) or value in {".", ".."}:
         raise PydanticCustomError(
@@ -72,18 +120,21 @@ class KafkaConnection(_Model):
     """How to reach Kafka."""
 
     bootstrap_servers: str = Field(description="Comma-separated host:port list of Kafka brokers.")
-    options: dict[str, ConfValue] = Field(
+    options: SecretOptions = Field(
         default_factory=dict,
         description="Extra client properties (security.protocol, sasl.*, ...), given to confluent-kafka "
-        "as is and to Spark as kafka.<key>.",
+        "as is and to Spark as kafka.<key>. Values of secret-named properties (sasl.password, "
+        "ssl.key.password, sasl.jaas.config, ...; see headwater.redact) are shown as ***.",
     )
 
     def client_config(self) -> dict[str, str]:
-        """Properties for a confluent-kafka client: ``bootstrap.servers`` plus :attr:`options`."""
-        return {"bootstrap.servers": self.bootstrap_servers, **self.options}
+        """Properties for a confluent-kafka client: ``bootstrap.servers`` plus :attr:`options`, secrets
+        revealed. Only for configuring a client: never print or log the result."""
+        return {"bootstrap.servers": self.bootstrap_servers, **redact.reveal(self.options)}
 
     def spark_options(self) -> dict[str, str]:
-        """Options for Spark's Kafka source/sink: every client property prefixed with ``kafka.``."""
+        """Options for Spark's Kafka source/sink: every client property prefixed with ``kafka.`` (secrets
+        revealed, as :meth:`client_config`)."""
         return {f"kafka.{key}": value for key, value in self.client_config().items()}
 
 
@@ -114,7 +165,15 @@ class SparkSettings(_Model):
     """How to run Spark."""
 
     master: str = Field(default="local[2]", description="Spark master URL.")
-    conf: dict[str, ConfValue] = Field(default_factory=dict, description="Extra Spark configuration.")
+    conf: SecretOptions = Field(
+        default_factory=dict,
+        description="Extra Spark configuration; values of secret-named keys (spark.hadoop.fs.s3a.secret.key, "
+        "...) are shown as ***.",
+    )
+
+    def spark_conf(self) -> dict[str, str]:
+        """:attr:`conf` with secrets revealed: only for building the Spark session."""
+        return redact.reveal(self.conf)
 
 
 def _default_kafka() -> KafkaConnection:
@@ -168,6 +227,48 @@ class DeadLetterSpec(_Model):
     replication: int = Field(default=1, ge=1, description="Replication factor, used at creation.")
 
 
+def _duration(value: Any) -> Any:
+    """A duration as text ('10 minutes', '90 s'), checked here so a bad one is a spec error."""
+    from headwater.timeutil import parse_duration
+
+    if isinstance(value, str):
+        try:
+            if parse_duration(value) <= 0:
+                raise ValueError
+        except (ConfigError, ValueError):
+            raise PydanticCustomError(
+                "duration", "expected a positive duration such as '10 minutes', '90 s', '500 ms'"
+            ) from None
+    return value
+
+
+class RetryBound(_Model):
+    """How many retries (restarts) of transient failures a stage makes before it fails with the last cause."""
+
+    max: int = Field(default=5, ge=0, description="Retries allowed within the window; 0: fail at the first error.")
+    within: Annotated[str, AfterValidator(_duration)] = Field(
+        default="10 minutes", description="The sliding window the retries are counted in, e.g. '10 minutes'."
+    )
+
+    @property
+    def within_seconds(self) -> float:
+        """The window in seconds."""
+        from headwater.timeutil import parse_duration
+
+        return parse_duration(self.within)
+
+
+class IngestSpec(_Model):
+    """How the ingest stage runs."""
+
+    retries: RetryBound = Field(
+        default_factory=lambda: RetryBound(max=10),
+        description="Retries of a poll that failed with a transient error (Kafka, metastore away); more within "
+        "the window fail the stage with the last cause. A permanent error (missing topic, record over Kafka's "
+        "size limit, authorization) fails it at once.",
+    )
+
+
 class ProcessSpec(_Model):
     """How the streaming (process) stage runs."""
 
@@ -190,6 +291,13 @@ class ProcessSpec(_Model):
         description="When records the stage has yet to read are gone from Kafka (retention, deletion): "
         "'fail' stops with an error naming the topic, partitions and offsets lost; 'skip' goes on past "
         "them and records the ranges in the progress file (records_lost, data_loss).",
+    )
+
+    restarts: RetryBound = Field(
+        default_factory=RetryBound,
+        description="Restarts of the streaming query after a transient failure (HBase or Kafka away longer "
+        "than the writer's own retries); more within the window fail the stage with the last cause. A "
+        "permanent error (missing table or family, disabled table, size limit, authorization) fails it at once.",
     )
 
     @field_validator("trigger")
@@ -256,6 +364,7 @@ class PipelineSpec(_Model):
     )
     sink: SerializeAsAny[SinkConfig] = Field(description="Sink plugin config, selected by 'type'.")
     dead_letter: DeadLetterSpec = Field(description="Topic for records that cannot be processed.")
+    ingest: IngestSpec = Field(default_factory=IngestSpec, description="Ingest stage settings.")
     process: ProcessSpec = Field(default_factory=ProcessSpec, description="Streaming stage settings.")
     connections: Connections = Field(
         default_factory=Connections, description="Service addresses; defaults: the local stack."

@@ -6,14 +6,19 @@ embedded Derby catalog inside one Spark app would lock every other app out.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import shutil
+import subprocess
+import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
 from headwater.errors import StackError
-from headwater.stack.service import Service
+from headwater.stack.service import Service, java
 
 # The --add-opens list spark-submit adds on Java 17.
 SPARK_JDK17_OPTS = [
@@ -29,6 +34,8 @@ SPARK_JDK17_OPTS = [
     "--add-opens=java.security.jgss/sun.security.krb5=ALL-UNNAMED",
 ]  # fmt: skip
 
+_BIND_PATCH = resources.files("headwater.stack") / "jvm" / "HiveAuthUtils.java"
+
 _LOG4J2 = """\
 appender.out.type = Console
 appender.out.name = STDOUT
@@ -39,6 +46,15 @@ rootLogger.appenderRef.out.ref = STDOUT
 logger.hms.name = org.apache.hadoop.hive.metastore
 logger.hms.level = INFO
 """
+
+
+def javac() -> str:
+    """The Java compiler next to :func:`headwater.stack.service.java` (a JDK), or the one on PATH."""
+    beside = Path(java()).resolve().parent / "javac"
+    found = str(beside) if beside.exists() else shutil.which("javac")
+    if not found:
+        raise StackError("javac not found next to java or on PATH: the metastore needs a JDK 17, not a JRE")
+    return found
 
 
 def pyspark_jars() -> Path:
@@ -79,6 +95,37 @@ class MetastoreService(Service):
         )
         (conf / "hive-site.xml").write_text(f"<configuration>\n{props}</configuration>\n")
         (conf / "log4j2.properties").write_text(_LOG4J2)
+        self._compile_bind_patch()
+
+    @property
+    def bind_patch(self) -> Path:
+        """Where the compiled loopback-bind class lives: the cache, one folder per version of its source."""
+        digest = hashlib.sha256(_BIND_PATCH.read_bytes()).hexdigest()[:16]
+        return self.config.cache_dir / "classes" / f"hive-bind-{digest}"
+
+    def _compile_bind_patch(self) -> None:
+        """Compile ``jvm/HiveAuthUtils.java`` (loopback bind, see there) once per machine and source version.
+
+        Hive 2.3's metastore binds all interfaces and has no setting for the address; the class takes the
+        place of hive-common's on the metastore's class path and binds ``headwater.bind.host``.
+        """
+        target = self.bind_patch
+        if target.is_dir():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".hive-bind-", dir=target.parent))  # stacks may start side by side
+        try:
+            src = work / "HiveAuthUtils.java"
+            src.write_bytes(_BIND_PATCH.read_bytes())
+            cmd = [javac(), "-nowarn", "--release", "8", "-cp", str(pyspark_jars() / "*"), "-d", str(work / "out"),
+                   str(src)]  # fmt: skip
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise StackError(f"metastore: compiling {_BIND_PATCH} failed:\n{proc.stdout}{proc.stderr}")
+            with contextlib.suppress(OSError):  # another stack made it first: keep theirs
+                os.rename(work / "out", target)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     def classpath(self, *extra: Path) -> str:
         jars = pyspark_jars()
@@ -94,7 +141,8 @@ class MetastoreService(Service):
             f"-Dlog4j2.contextSelector={selector}", f"-DLog4jContextSelector={selector}",
             f"-Dlog4j2.configurationFile=file:{self.dir / 'conf' / 'log4j2.properties'}",
             f"-Dderby.system.home={self.dir}",
-            "-cp", self.classpath(self.dir / "conf"),
+            f"-Dheadwater.bind.host={self.config.host}",  # read by the HiveAuthUtils of bind_patch
+            "-cp", self.classpath(self.bind_patch, self.dir / "conf"),
             "org.apache.hadoop.hive.metastore.HiveMetaStore", "-p", str(self.config.metastore_port),
         ]  # fmt: skip
 

@@ -57,7 +57,9 @@ def build_session(
         raise ConfigError("connections.hive.metastore_uri: must be set (e.g. thrift://host:9083)")
     os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON") or _python())
     builder = SparkSession.builder.master(master).appName(app_name)
-    settings = {**_DEFAULTS, **(conf or {})}
+    # A local driver serves only this machine: keep its ports (block manager, RPC) on loopback.
+    loopback = {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"}
+    settings = {**_DEFAULTS, **(loopback if master.startswith("local") else {}), **(conf or {})}
     if archive:
         from headwater.stack import StackConfig, cds
 

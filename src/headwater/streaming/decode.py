@@ -6,7 +6,9 @@ a field present as text but null after typed parsing is a type mismatch. Reason 
 - ``bad_utf8``: the value is not valid UTF-8;
 - ``malformed_json``: not a JSON object;
 - ``type_mismatch``: a field's value does not fit its declared type (names field, value, type);
-- ``missing_field``: a required field (topic key, row key) is null or absent.
+- ``missing_field``: a required field (topic key, row key) is null or absent;
+- ``missing_key``: the topic is keyed (``topic.key``) but the record has a null or empty Kafka key,
+  so nothing orders it against the other versions of its row.
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ META = ["_hw_topic", "_hw_partition", "_hw_offset", "_hw_kafka_ts"]
 _CORRUPT = "_hw_corrupt"
 
 
-def decode(raw: DataFrame, schema: StructType, required: list[str]) -> DataFrame:
-    """Kafka rows (key, value, topic, partition, offset, timestamp) -> schema fields + meta + error columns."""
+def decode(raw: DataFrame, schema: StructType, required: list[str], keyed: bool = False) -> DataFrame:
+    """Kafka rows (key, value, topic, partition, offset, timestamp) -> schema fields + meta + error columns.
+
+    ``keyed``: the topic's records must carry a Kafka key (a null or empty one is ``missing_key``).
+    """
     from pyspark.sql import functions as F
     from pyspark.sql.types import DecimalType, StringType, StructField, StructType
 
@@ -72,17 +77,21 @@ def decode(raw: DataFrame, schema: StructType, required: list[str]) -> DataFrame
     )
     mismatch = functools.reduce(operator.or_, flags) if flags else F.lit(False)
     missing = functools.reduce(operator.or_, [c for _, c in absent]) if absent else F.lit(False)
+    no_key = (F.coalesce(F.length(F.col("key")), F.lit(0)) == 0) if keyed else F.lit(False)
     error = (
         F.when(~F.col("_utf8"), F.lit("bad_utf8"))
         .when(malformed, F.lit("malformed_json"))
         .when(mismatch, F.lit("type_mismatch"))
         .when(missing, F.lit("missing_field"))
+        .when(no_key, F.lit("missing_key"))
     )
     detail = (
         F.when(~F.col("_utf8"), F.lit("value is not valid UTF-8"))
         .when(malformed, F.concat(F.lit("not a JSON object: "), F.substring(text, 1, 80)))
         .when(mismatch, F.concat_ws("; ", *details))
         .when(missing, F.concat_ws("; ", *[F.when(c, F.lit(f"{n} is null or missing")) for n, c in absent]))
+        .when(no_key, F.concat(F.lit("the Kafka key is "), F.when(F.col("key").isNull(), F.lit("null"))
+                               .otherwise(F.lit("empty")), F.lit("; the topic is keyed by the record's key fields")))
     )  # fmt: skip
     return parsed.select(
         "key", "value", *META, *[c.alias(n) for n, c in typed.items()],

@@ -26,7 +26,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from headwater import kafka
-from headwater.errors import ConfigError, DataLossError, NotFoundError, TransientError
+from headwater.errors import (
+    ConfigError,
+    DataLossError,
+    NotFoundError,
+    PermanentError,
+    RetriesExhausted,
+    TransientError,
+)
+from headwater.faults import RetryBudget, classify
 from headwater.observability.progress import LatencyHistogram, ProgressFile
 from headwater.streaming import data_loss, dlq
 from headwater.streaming import decode as dec
@@ -63,6 +71,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         self.stop_event = threading.Event()
         self.schema: StructType | None = None
         self.required: list[str] = []
+        self.keyed = bool(self.spec.topic.key)  # records without a Kafka key are dead letters (missing_key)
         self._lock = threading.Lock()
         # Stateful mode: queries, transforms the side query replays, its window, where error rows stop.
         self.side_query: StreamingQuery | None = None
@@ -72,6 +81,8 @@ class ProcessStage(StatefulMode, DataLossChecks):
         self._cut = 0
         self._lost: dict[tuple[int, int], int] = {}  # on_data_loss skip: (partition, first) -> last offset lost
         self._kafka_away = False
+        self.clock: Callable[[], float] = time.monotonic  # the restart bound's clock (tests inject one)
+        self.first_backoff = 2.0  # seconds before the first query restart; doubles up to 60
 
     @property
     def spark(self) -> SparkSession:
@@ -186,7 +197,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
 
         assert self.schema is not None
         rules = self.spec.expectations
-        decoded = dec.decode(batch, self.schema, self.required)
+        decoded = dec.decode(batch, self.schema, self.required, self.keyed)
         exp_obs = None
         if rules:
             from pyspark.sql import Observation
@@ -203,7 +214,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         if counts.bad:
             rows = observe.bad_records_at(batch, self.spec.connections.kafka, self.spec.topic.name,
                                           counts.bad_positions)  # fmt: skip
-            again = dec.decode(rows, self.schema, self.required)
+            again = dec.decode(rows, self.schema, self.required, self.keyed)
             bad = dec.bad_records(apply_expectations(again, rules, check_fail=False) if rules else again)
             dlq.write(dlq.envelopes(bad, self.spec.name, "decode"), self.spec.connections.kafka,
                       self.spec.dead_letter.topic)  # fmt: skip
@@ -217,7 +228,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         from pyspark.sql import functions as F
 
         assert self.schema is not None
-        raw = dec.decode(batch, self.schema, self.required).persist(StorageLevel.MEMORY_AND_DISK)
+        raw = dec.decode(batch, self.schema, self.required, self.keyed).persist(StorageLevel.MEMORY_AND_DISK)
         cached: list[DataFrame] = []
         try:
             exp_counts = count_expectations(raw, self.spec.expectations)
@@ -303,11 +314,20 @@ class ProcessStage(StatefulMode, DataLossChecks):
         return exc
 
     def run(self, until_drained: bool = False, upstream_done: Callable[[], bool] | None = None) -> dict[str, Any]:
-        """Run until stopped; with ``until_drained``, until upstream is done and the lag is 0."""
+        """Run until stopped; with ``until_drained``, until upstream is done and the lag is 0.
+
+        A transient failure of the query (HBase or Kafka away longer than the writer's own retries)
+        restarts it from its checkpoint after a pause, at most ``process.restarts.max`` times within
+        ``process.restarts.within``; one more fails the stage with the last cause (RetriesExhausted).
+        A permanent one (:func:`headwater.faults.classify`) fails it at once (PermanentError). Either
+        way the progress file says ``failed`` with the reason.
+        """
         self.progress.set(state="preparing")
         self.progress.flush()
         self.prepare()
-        backoff = 2.0
+        bound = self.spec.process.restarts
+        budget = RetryBudget(bound.max, bound.within_seconds, self.clock)
+        backoff = self.first_backoff
         while True:
             try:
                 self.check_data_loss()
@@ -317,11 +337,19 @@ class ProcessStage(StatefulMode, DataLossChecks):
                     self.check_data_loss()
                     reason = str(exc).strip().splitlines()[0][:300]
                     raise self._failed(DataLossError(f"topic {self.spec.topic.name}: {reason}")) from None
-                if not _is_transient(str(exc)) or not self._pause_before_restart(str(exc), backoff):
-                    raise
+                fault = classify(str(exc))
             except TransientError as exc:  # Kafka away while the checkpoints are checked against it
-                if not self._pause_before_restart(str(exc), backoff):
-                    raise
+                fault = classify(exc)
+            if not fault.transient:
+                raise self._failed(PermanentError(f"process stage stopped: {fault.message}")) from None
+            if not budget.take():
+                raise self._failed(RetriesExhausted(
+                    f"process stage stopped after {bound.max} query restarts within {bound.within}: {fault.message}"
+                )) from None  # fmt: skip
+            if not self._pause_before_restart(fault.message, backoff):  # asked to stop while waiting
+                self.progress.set(state="stopped")
+                self.progress.flush()
+                return dict(self.progress.data)
             backoff = min(backoff * 2, 60.0)
 
     def _pause_before_restart(self, error: str, backoff: float) -> bool:
@@ -408,12 +436,6 @@ class QueryFailed(RuntimeError):
     """A streaming query of the stage terminated with an error."""
 
 
-_TRANSIENT = (
-    "TTransportException", "ConnectionRefusedError", "Connection refused", "TimeoutException", "timed out",
-    "NetworkException", "TIOError", "ServiceUnavailable", "NotLeaderOrFollower", "BrokenPipeError",
-)  # fmt: skip
-
-
 STOP_GRACE_SECONDS = 60.0
 
 
@@ -428,10 +450,6 @@ def _stop_between_batches(queries: list[StreamingQuery]) -> None:
         while q.isActive and q.status["isTriggerActive"] and time.monotonic() < deadline:
             time.sleep(0.05)
         q.stop()
-
-
-def _is_transient(message: str) -> bool:
-    return any(marker in message for marker in _TRANSIENT)
 
 
 def _is_data_loss(message: str) -> bool:

@@ -229,7 +229,7 @@ def _fetch_original(conn: KafkaConnection, source: tuple[str, int, int]) -> tupl
 
 def _record_of(spec: PipelineSpec, letter: DeadLetter) -> tuple[bytes | None, bytes] | None:
     """The original (key, value) to re-produce for ``letter``."""
-    if letter.stage == "sink":
+    if letter.stage == "sink" or letter.envelope.get("truncated"):  # the envelope lacks the whole record
         source = letter.source
         return _fetch_original(spec.connections.kafka, source) if source is not None else None
     value = letter.original()
