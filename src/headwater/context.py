@@ -43,7 +43,7 @@ class PipelineContext:
     @cached_property
     def source(self) -> Source:
         cls = plugins.get("source", self.spec.source.type)
-        return cls(self.spec.source)  # type: ignore[no-any-return]
+        return cls(self.spec.source, self.spec.connections)  # type: ignore[no-any-return]
 
     @cached_property
     def transforms(self) -> list[Transform]:

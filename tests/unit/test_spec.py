@@ -447,7 +447,7 @@ def test_json_schema_has_real_plugins() -> None:
     assert config_of("hbase")["additionalProperties"] is False
     assert config_of("fake")  # registered plugins are in the unions too
     assert "schema" in schema["properties"]
-    assert set(schema["required"]) >= {"name", "source", "topic", "dead_letter"}
+    assert set(schema["required"]) >= {"name", "source", "dead_letter"}  # `topic`: unless the source is one
     assert schema["anyOf"] == [{"required": ["sink"]}, {"required": ["sinks"]}]
     assert "oneOf" in schema["properties"]["transforms"]["items"]
 
@@ -468,3 +468,18 @@ def test_several_sinks_by_name() -> None:
         load(two + "sink: {type: fakesink, table: 'ns:x', row_key: [id]}\n")
     with pytest.raises(ConfigError, match="a pipeline needs a sink"):
         load(two.replace(listed, ""))
+
+
+def test_a_kafka_source_is_the_pipelines_topic() -> None:
+    """A source that is a Kafka topic gives the spec its topic (no ingest stage, no `topic:` needed)."""
+    from headwater.errors import ConfigError
+
+    text = GOOD.replace("source:\n  type: fake\n  table: db.orders\ntopic:\n  name: orders.v1\n  key: [id]\n",
+                        "source: {type: kafka, topic: app.events, key_fields: [id]}\n")  # fmt: skip
+    assert "app.events" in text and "orders.v1" not in text
+    spec = load(text)
+    assert (spec.topic.name, spec.topic.key) == ("app.events", ["id"])
+    with pytest.raises(ConfigError, match="the source is topic app.events"):
+        load(text + "topic: {name: other, key: [id]}\n")
+    with pytest.raises(ConfigError, match="`topic` is required"):
+        load(GOOD.replace("topic:\n  name: orders.v1\n  key: [id]\n", ""))

@@ -34,7 +34,7 @@ def validate(spec: str) -> None:
 
     s = load_spec(spec)
     click.echo(f"{spec}: ok (pipeline '{s.name}': {s.source.type} -> {s.topic.name} -> "
-               f"{len(s.transforms)} transform(s) -> {s.sink.type})")  # fmt: skip
+               f"{len(s.transforms)} transform(s) -> {' + '.join(x.type for x in s.sinks)})")  # fmt: skip
 
 
 @click.command()
@@ -79,11 +79,15 @@ def run(spec: str, stage: str, until_drained: bool, wait_for_ingest: bool, verbo
         from headwater import kafka
 
         kafka.check_reachable(s.connections.kafka)
-        t = s.topic  # created here so the process stage can subscribe while ingest starts up
-        kafka.ensure_topic(s.connections.kafka, t.name, t.partitions, t.replication, t.config)
-        code = _run_all(spec, ctx.home, until_drained, verbose)
+        stages = ["ingest", "process"] if ctx.source.needs_ingest else ["process"]
+        if ctx.source.needs_ingest:
+            t = s.topic  # created here so the process stage can subscribe while ingest starts up
+            kafka.ensure_topic(s.connections.kafka, t.name, t.partitions, t.replication, t.config)
+        code = _run_all(spec, ctx.home, until_drained, verbose, stages)
         click.echo(f"\npipeline '{s.name}' summary:\n{render(summarize(ctx.home))}")
         sys.exit(code)
+    if stage == "ingest" and not ctx.source.needs_ingest:
+        raise HeadwaterError(f"source: {ctx.source.describe()} needs no ingest stage; run --stage process")
     runner = _stage(ctx, stage)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: runner.stop_event.set())
@@ -113,21 +117,23 @@ def _stage(ctx, stage: str):  # type: ignore[no-untyped-def]
     return ProcessStage(ctx)
 
 
-def _run_all(spec: str, home: Path, until_drained: bool, verbose: bool) -> int:
-    """Start both stages as child processes, show live progress, stop both on Ctrl-C."""
+def _run_all(spec: str, home: Path, until_drained: bool, verbose: bool, stages: list[str]) -> int:
+    """Start the stages as child processes, show live progress, stop them on Ctrl-C."""
     from headwater.observability.summary import progress_line
 
     for f in ("ingest.progress.json", "process.progress.json"):
         (home / f).unlink(missing_ok=True)
     base = [sys.executable, "-m", "headwater.cli", "run", spec]
     extra = (["--until-drained"] if until_drained else []) + (["-v"] if verbose else [])
-    logs = {name: (home / f"{name}.log").open("ab") for name in ("ingest", "process")}
+    logs = {name: (home / f"{name}.log").open("ab") for name in stages}
+    wait = ["--wait-for-ingest"] if "ingest" in stages else []
     procs = {
-        "ingest": subprocess.Popen([*base, "--stage", "ingest", *extra], stdout=logs["ingest"], stderr=logs["ingest"]),
-        "process": subprocess.Popen([*base, "--stage", "process", *extra, "--wait-for-ingest"],
-                                    stdout=logs["process"], stderr=logs["process"]),
+        name: subprocess.Popen([*base, "--stage", name, *extra, *(wait if name == "process" else [])],
+                               stdout=logs[name], stderr=logs[name])
+        for name in stages
     }  # fmt: skip
-    click.echo(f"ingest pid {procs['ingest'].pid}, process pid {procs['process'].pid}; logs in {home}", err=True)
+    pids = ", ".join(f"{name} pid {p.pid}" for name, p in procs.items())
+    click.echo(f"{pids}; logs in {home}", err=True)
     interrupted = False
     try:
         while any(p.poll() is None for p in procs.values()):
@@ -136,8 +142,6 @@ def _run_all(spec: str, home: Path, until_drained: bool, verbose: bool) -> int:
             failed = [n for n, p in procs.items() if p.poll() not in (None, 0)]
             if failed:
                 raise _stage_failed(failed[0], procs[failed[0]].returncode, home)
-            if not until_drained and procs["ingest"].poll() == 0 and procs["process"].poll() is None:
-                pass
     except KeyboardInterrupt:
         interrupted = True
         click.echo("stopping (Ctrl-C) ...", err=True)

@@ -354,7 +354,10 @@ class PipelineSpec(_Model):
         description="Declared record schema: column -> Spark SQL DDL type (bigint, decimal(12,2), ...). "
         "None: taken from the source.",
     )
-    topic: TopicSpec = Field(description="Kafka topic carrying the source records.")
+    topic: TopicSpec = Field(  # type: ignore[assignment]
+        default=None,
+        description="Kafka topic carrying the source records; a source that is a topic (kafka) gives it itself.",
+    )
     transforms: list[SerializeAsAny[TransformConfig]] = Field(
         default_factory=list, description="Transforms applied in order, each selected by 'type'."
     )
@@ -423,6 +426,29 @@ class PipelineSpec(_Model):
         if (topic is not None and value == topic.name) or (dead_letter is not None and value == dead_letter.topic):
             raise PydanticCustomError("topic_clash", "state topic must differ from topic.name and dead_letter.topic")
         return value
+
+    @model_validator(mode="after")
+    def _topic_from_the_source(self) -> PipelineSpec:
+        own = self.source.topic_spec() if isinstance(self.source, SourceConfig) else None
+        if own is not None:
+            if self.topic is not None and self.topic.name != own["name"]:
+                raise PydanticCustomError(
+                    "topic_clash", "the source is topic {own}: leave `topic` out or name the same topic",
+                    {"own": own["name"]},
+                )  # fmt: skip
+            if self.topic is None:
+                self.topic = TopicSpec(**own)
+        elif self.topic is None:
+            raise PydanticCustomError("topic", "`topic` is required: the Kafka topic the ingest stage produces to")
+        elif not self.topic.key:
+            raise PydanticCustomError(
+                "topic", "`topic.key` needs at least one column: the ingest stage keys records by it"
+            )
+        if self.dead_letter.topic == self.topic.name or self.state_topic == self.topic.name:
+            raise PydanticCustomError(
+                "topic_clash", "the dead-letter and state topics must differ from the pipeline's topic"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_way_to_name_sinks(self) -> PipelineSpec:

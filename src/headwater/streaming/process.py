@@ -73,6 +73,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         self.schema: StructType | None = None
         self.required: list[str] = []
         self.keyed = bool(self.spec.topic.key)  # records without a Kafka key are dead letters (missing_key)
+        self.kafka_fields = self.spec.source.kafka_fields()  # record fields from the Kafka record itself
         self._lock = threading.Lock()
         # Stateful mode: queries, transforms the side query replays, its window, where error rows stop.
         self.side_query: StreamingQuery | None = None
@@ -115,13 +116,14 @@ class ProcessStage(StatefulMode, DataLossChecks):
         kafka.check_reachable(conn)
         topics = kafka.admin(conn).list_topics(timeout=10).topics
         if self.spec.topic.name not in topics:
+            hint = "run the ingest stage first (it creates the topic)" if self.ctx.source.needs_ingest else (
+                "the application that writes it must create it")  # fmt: skip
             raise NotFoundError(
-                f"topic.name: Kafka topic '{self.spec.topic.name}' not found at {conn.bootstrap_servers}; "
-                "run the ingest stage first (it creates the topic)"
+                f"topic.name: Kafka topic '{self.spec.topic.name}' not found at {conn.bootstrap_servers}; {hint}"
             )
         d = self.spec.dead_letter
         kafka.ensure_topic(conn, d.topic, d.partitions, getattr(d, "replication", 1))
-        self.schema = self.record_schema()
+        self.schema = dec.with_kafka_fields(self.record_schema(), self.kafka_fields)
         self.required = list(dict.fromkeys([*self.spec.topic.key, *self.fanout.required_fields()]))
         # Dry run: transforms over an empty frame must yield what the sink needs (fails before any data).
         empty = self.spark.createDataFrame([], self.schema)
@@ -194,7 +196,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
 
         assert self.schema is not None
         rules = self.spec.expectations
-        decoded = dec.decode(batch, self.schema, self.required, self.keyed)
+        decoded = dec.decode(batch, self.schema, self.required, self.keyed, self.kafka_fields)
         exp_obs = None
         if rules:
             from pyspark.sql import Observation
@@ -211,7 +213,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         if counts.bad:
             rows = observe.bad_records_at(batch, self.spec.connections.kafka, self.spec.topic.name,
                                           counts.bad_positions)  # fmt: skip
-            again = dec.decode(rows, self.schema, self.required, self.keyed)
+            again = dec.decode(rows, self.schema, self.required, self.keyed, self.kafka_fields)
             bad = dec.bad_records(apply_expectations(again, rules, check_fail=False) if rules else again)
             dlq.write(dlq.envelopes(bad, self.spec.name, "decode"), self.spec.connections.kafka,
                       self.spec.dead_letter.topic)  # fmt: skip
@@ -225,7 +227,9 @@ class ProcessStage(StatefulMode, DataLossChecks):
         from pyspark.sql import functions as F
 
         assert self.schema is not None
-        raw = dec.decode(batch, self.schema, self.required, self.keyed).persist(StorageLevel.MEMORY_AND_DISK)
+        raw = dec.decode(batch, self.schema, self.required, self.keyed, self.kafka_fields).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
         cached: list[DataFrame] = []
         try:
             exp_counts = count_expectations(raw, self.spec.expectations)

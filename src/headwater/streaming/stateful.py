@@ -49,6 +49,7 @@ class StatefulMode:
         schema: StructType | None
         required: list[str]
         keyed: bool
+        kafka_fields: dict[str, str]
         progress: ProgressFile
         stop_event: threading.Event
         _lock: threading.Lock
@@ -95,7 +96,7 @@ class StatefulMode:
         assert self.schema is not None
         base = self.ctx.checkpoint.rstrip("/")
         self.watermarks = BatchWatermarks(self.spark, f"{base}/main", self.spec.topic.name)
-        decoded = dec.decode(self._kafka_stream(), self.schema, self.required, self.keyed)
+        decoded = dec.decode(self._kafka_stream(), self.schema, self.required, self.keyed, self.kafka_fields)
         # Expectations: drop and dead_letter rows leave the main query here; the side query counts,
         # dead-letters and, for a `fail` rule, stops the pipeline (the main query never writes such a row).
         decoded = apply_expectations(decoded, self.spec.expectations, check_fail=False)
@@ -164,7 +165,9 @@ class StatefulMode:
 
         assert self.schema is not None
         t0 = time.time()
-        raw = dec.decode(batch, self.schema, self.required, self.keyed).persist(StorageLevel.MEMORY_AND_DISK)
+        raw = dec.decode(batch, self.schema, self.required, self.keyed, self.kafka_fields).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
         cached: list[DataFrame] = [raw]
         failed = late = 0
         try:
