@@ -191,10 +191,12 @@ class DeadLetters(dict[int, dict[str, Any]]):
         return sum(self.duplicates.values())
 
 
-def dead_letters(bootstrap: str, topic: str, *, allow_duplicates: bool = False) -> DeadLetters:
-    """Every dead letter of ``topic``. A source position present twice fails the test unless
-    ``allow_duplicates`` (a fault test that knows why: then the copies are counted, and must be
-    identical); see ``DeadLetters.duplicates``."""
+def dead_letter_envelopes(bootstrap: str, topic: str, *, allow_duplicates: bool = False
+                          ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:  # fmt: skip
+    """Every envelope of ``topic`` by source position (its key), and the extra copies per position.
+
+    A position present twice fails the test unless ``allow_duplicates`` (a fault test that knows why:
+    then the copies are counted, and must be identical)."""
     copies: Counter[str] = Counter()
     by_position: dict[str, dict[str, Any]] = {}
     for msg in read_topic(bootstrap, topic):
@@ -205,10 +207,20 @@ def dead_letters(bootstrap: str, topic: str, *, allow_duplicates: bool = False) 
             first = by_position[position]
             assert (first["value_b64"], first["reason"]) == (env["value_b64"], env["reason"]), (first, env)
         by_position[position] = env
+    duplicates = {p: n - 1 for p, n in copies.items() if n > 1}
+    if duplicates and not allow_duplicates:
+        raise AssertionError(
+            f"{sum(duplicates.values())} duplicate dead letter(s) in {topic}: {sorted(duplicates)[:10]}"
+        )
+    return by_position, duplicates
+
+
+def dead_letters(bootstrap: str, topic: str, *, allow_duplicates: bool = False) -> DeadLetters:
+    """Every dead letter of ``topic`` by the order_id of its original record (see :func:`dead_letter_envelopes`);
+    ``duplicates`` says which source positions the topic holds more than once."""
+    by_position, duplicates = dead_letter_envelopes(bootstrap, topic, allow_duplicates=allow_duplicates)
     out = DeadLetters()
-    out.duplicates = {p: n - 1 for p, n in copies.items() if n > 1}
-    if out.duplicates and not allow_duplicates:
-        raise AssertionError(f"{out.duplicated} duplicate dead letter(s) in {topic}: {sorted(out.duplicates)[:10]}")
+    out.duplicates = duplicates
     for env in by_position.values():
         original = json.loads(base64.b64decode(env["value_b64"]))
         out[original["order_id"]] = env

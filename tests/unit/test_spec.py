@@ -479,7 +479,7 @@ def test_a_kafka_source_is_the_pipelines_topic() -> None:
     assert "app.events" in text and "orders.v1" not in text
     spec = load(text)
     assert (spec.topic.name, spec.topic.key) == ("app.events", ["id"])
-    with pytest.raises(ConfigError, match="the source is topic app.events"):
+    with pytest.raises(ConfigError, match=r"the source is topic app\.events"):
         load(text + "topic: {name: other, key: [id]}\n")
     with pytest.raises(ConfigError, match="`topic` is required"):
         load(GOOD.replace("topic:\n  name: orders.v1\n  key: [id]\n", ""))

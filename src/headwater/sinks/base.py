@@ -28,6 +28,10 @@ class SinkConfig(BaseModel):
         default=None, pattern=r"^[A-Za-z0-9_.-]+$",
         description="Name of this sink in progress, metrics and the summary; default its type.",
     )  # fmt: skip
+    where: str | None = Field(
+        default=None, min_length=1,
+        description="Spark SQL predicate: only the records matching it are written to this sink (e.g. alerts).",
+    )  # fmt: skip
 
 
 @dataclass

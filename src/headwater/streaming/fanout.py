@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
-    from pyspark.sql.types import StructType
 
     from headwater.observability.progress import ProgressFile
     from headwater.sinks.base import Sink, SinkResult
@@ -69,19 +68,34 @@ class SinkFanOut:
         """Fields every record must carry for some sink (e.g. a row key's)."""
         return list(dict.fromkeys(f for s in self.sinks for f in s.required_fields()))
 
-    def prepare(self, schema: StructType) -> None:
-        """Check that the records (``schema``) fit every sink, then create the targets."""
+    def prepare(self, records: DataFrame) -> None:
+        """Check that the records (an empty frame of their schema) fit every sink, then create the targets."""
+        from headwater.errors import ConfigError
+
         for s in self.sinks:
-            s.check(schema)
+            try:
+                frame = _selected(s, records)
+            except Exception as exc:  # AnalysisException: the predicate names no such column, or is no SQL
+                raise ConfigError(f"sink {s.name}: where {s.config.where!r}: {str(exc).splitlines()[0]}") from None
+            s.check(frame.schema)
         for s in self.sinks:
             s.prepare()
 
     def write(self, df: DataFrame) -> BatchWrite:
         """Write ``df`` to every sink; several sinks read one cached copy of the batch."""
         if len(self.sinks) == 1:
-            return BatchWrite({self.sinks[0].name: self.sinks[0].write(df)})
+            return BatchWrite({self.sinks[0].name: self.sinks[0].write(_selected(self.sinks[0], df))})
         df = df.persist()
         try:
-            return BatchWrite({s.name: s.write(df) for s in self.sinks})
+            return BatchWrite({s.name: s.write(_selected(s, df)) for s in self.sinks})
         finally:
             df.unpersist()
+
+
+def _selected(sink: Sink, df: DataFrame) -> DataFrame:
+    """The records ``sink`` takes (its ``where``), analysed now so a bad predicate fails here."""
+    if not sink.config.where:
+        return df
+    out = df.where(sink.config.where)
+    out.schema  # noqa: B018 - resolves the predicate
+    return out

@@ -136,7 +136,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         out = self._transform(empty)
         if self.stateful:
             self._plan_stateful(empty)
-        self.fanout.prepare(out.schema)
+        self.fanout.prepare(out)
 
     def _transform(self, df: DataFrame, errors: list[DataFrame] | None = None,
                    cached: list[DataFrame] | None = None) -> DataFrame:  # fmt: skip
