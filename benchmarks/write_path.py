@@ -35,8 +35,8 @@ def sink_writer(cfg: Any, table: Any, batch_rows: int) -> float:
     from pyspark.sql import types as T
 
     from headwater.sinks.hbase import HBaseSink, HBaseSinkConfig
-    from headwater.sinks.hbase_admin import connect, ensure_table
-    from headwater.sinks.hbase_writer import make_writer
+    from headwater.sinks.hbase.admin import connect, ensure_table
+    from headwater.sinks.hbase.writer import make_writer
     from headwater.spec.models import Connections, HBaseConnection
 
     sc = HBaseSinkConfig(
@@ -68,10 +68,10 @@ def sink_writer(cfg: Any, table: Any, batch_rows: int) -> float:
 
 def row_by_row(cfg: Any, table: Any, batch_rows: int = 1000) -> float:
     """The alternative design (the sink's first writer): Python rows, value-by-value codec, Thrift objects, no overlap."""
-    from headwater.sinks import thrift2
-    from headwater.sinks.arrow_codec import cell_timestamp, typed_plain
-    from headwater.sinks.codec import encode_value
-    from headwater.sinks.rowkey import RowKeyTemplate
+    from headwater.sinks.hbase import thrift2
+    from headwater.sinks.hbase.arrow_codec import cell_timestamp, typed_plain
+    from headwater.sinks.hbase.codec import encode_value
+    from headwater.sinks.hbase.rowkey import RowKeyTemplate
 
     template = RowKeyTemplate.parse("{customer_id}|{order_id:long}")
     cells = [(b"d", c.encode(), c, t) for c, t in (("amount", "decimal"), ("quantity", "int"), ("status", "string"),

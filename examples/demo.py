@@ -52,8 +52,8 @@ def wait_until_settled(ctx: PipelineContext, proc: subprocess.Popen[bytes], time
 def main() -> int:
     from headwater.context import PipelineContext, reset_pipeline
     from headwater.demo import append_orders, create_orders, malformed_ids
-    from headwater.sinks.rowkey import RowKeyTemplate
-    from headwater.sinks.thrift2 import Thrift2Client
+    from headwater.sinks.hbase.rowkey import RowKeyTemplate
+    from headwater.sinks.hbase.thrift2 import Thrift2Client
     from headwater.spec import load_spec
     from headwater.stack import Stack, StackConfig
 

@@ -108,7 +108,7 @@ TYPES = {"d:amount": "decimal", "d:quantity": "int", "d:total": "decimal", "d:st
 
 def hbase_cells(host: str, port: int, table: str) -> dict[bytes, dict[str, list[tuple[int, bytes]]]]:
     """Every row of ``table`` with ALL versions of every cell (Thrift2 scan, maxVersions=5)."""
-    from headwater.sinks.thrift2 import Thrift2Client
+    from headwater.sinks.hbase.thrift2 import Thrift2Client
 
     out: dict[bytes, dict[str, list[tuple[int, bytes]]]] = {}
     with Thrift2Client(host, port) as client:
@@ -126,8 +126,8 @@ def compare(expected: dict[tuple[str, int], dict[str, Any]], cells: dict[bytes, 
 
     ``types`` names the columns the sink writes (default: all of :data:`TYPES`)."""
     types = types or TYPES
-    from headwater.sinks.codec import decode_value
-    from headwater.sinks.rowkey import RowKeyTemplate
+    from headwater.sinks.hbase.codec import decode_value
+    from headwater.sinks.hbase.rowkey import RowKeyTemplate
 
     template = RowKeyTemplate.parse(ROW_KEY)
     report: dict[str, list[Any]] = {"lost": [], "phantom": [], "dup": [], "corrupt": []}

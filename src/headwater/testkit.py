@@ -181,7 +181,7 @@ def _load(spec: PipelineSpec | str | Path) -> PipelineSpec:
 
 def _sink_fields(spec: PipelineSpec) -> list[str]:
     """The record fields the sink cannot do without (a row key's fields), as the process stage requires them."""
-    from headwater.sinks.rowkey import RowKeyTemplate
+    from headwater.sinks.hbase.rowkey import RowKeyTemplate
 
     row_key = getattr(spec.sink, "row_key", None)
     return list(RowKeyTemplate.parse(row_key).fields) if row_key else []

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from headwater import clicks
-from headwater.sinks.codec import decode_value
-from headwater.sinks.rowkey import RowKeyTemplate
+from headwater.sinks.hbase.codec import decode_value
+from headwater.sinks.hbase.rowkey import RowKeyTemplate
 from kit import dead_letter_envelopes, hbase_cells, read_topic, run_cli
 
 pytestmark = pytest.mark.e2e

@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from headwater.demo import create_orders
-from headwater.sinks.codec import decode_value
-from headwater.sinks.rowkey import RowKeyTemplate
+from headwater.sinks.hbase.codec import decode_value
+from headwater.sinks.hbase.rowkey import RowKeyTemplate
 from headwater.spec import load_spec
 from kit import ROW_KEY, compare, dead_letters, expected_from_hive, hbase_cells, read_topic, run_cli, write_spec
 

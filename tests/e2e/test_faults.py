@@ -121,8 +121,8 @@ process: {{trigger: 1 second, max_offsets_per_trigger: 3000}}
 def test_kill9_process_stage_stateful(stack, spark, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """dedupe + window (stateful mode: two queries, state in the checkpoint); every order of the first
     3,000 is in Hive twice, so dedupe has work across batches. kill -9 at a random moment, restart."""
-    from headwater.sinks.codec import decode_value
-    from headwater.sinks.rowkey import RowKeyTemplate
+    from headwater.sinks.hbase.codec import decode_value
+    from headwater.sinks.hbase.rowkey import RowKeyTemplate
 
     rng = seeded("kill9 stateful")
     rows = 12_000
@@ -316,7 +316,7 @@ def test_disk_full_under_the_checkpoint(stack, spark, shared, unique, tmp_path) 
 
 
 def _keys(cells: dict[bytes, Any]) -> list[tuple[str, int]]:
-    from headwater.sinks.rowkey import RowKeyTemplate
+    from headwater.sinks.hbase.rowkey import RowKeyTemplate
     from kit import ROW_KEY
 
     template = RowKeyTemplate.parse(ROW_KEY)

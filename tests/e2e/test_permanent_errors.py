@@ -12,7 +12,7 @@ from headwater.context import PipelineContext
 from headwater.demo import create_orders
 from headwater.errors import PermanentError
 from headwater.observability.progress import read_progress
-from headwater.sinks.thrift2 import Thrift2Client
+from headwater.sinks.hbase.thrift2 import Thrift2Client
 from headwater.spec import load_spec
 from kit import read_topic, run_cli, write_spec
 

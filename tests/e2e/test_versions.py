@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from headwater.demo import create_orders, orders_sql
-from headwater.sinks.codec import decode_value
-from headwater.sinks.rowkey import RowKeyTemplate
+from headwater.sinks.hbase.codec import decode_value
+from headwater.sinks.hbase.rowkey import RowKeyTemplate
 from headwater.spec import load_spec
 from kit import ROW_KEY, TYPES, hbase_cells, run_cli, write_spec
 

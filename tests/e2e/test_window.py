@@ -16,8 +16,8 @@ from confluent_kafka import Producer
 
 from headwater.context import PipelineContext
 from headwater.demo import create_orders, malformed_ids
-from headwater.sinks.codec import decode_value
-from headwater.sinks.rowkey import RowKeyTemplate
+from headwater.sinks.hbase.codec import decode_value
+from headwater.sinks.hbase.rowkey import RowKeyTemplate
 from headwater.spec import load_spec
 from kit import dead_letters, hbase_cells, read_topic, run_cli
 

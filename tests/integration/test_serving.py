@@ -28,9 +28,9 @@ from headwater.errors import NotFoundError, ServiceUnavailable
 from headwater.serving import InvalidRequest, TableReader, type_of_ddl
 from headwater.serving.api import create_app
 from headwater.sinks.hbase import HBaseSink, HBaseSinkConfig
-from headwater.sinks.hbase_admin import connect, ensure_table
-from headwater.sinks.hbase_writer import make_writer
-from headwater.sinks.rowkey import salt_bucket, salt_prefix
+from headwater.sinks.hbase.admin import connect, ensure_table
+from headwater.sinks.hbase.rowkey import salt_bucket, salt_prefix
+from headwater.sinks.hbase.writer import make_writer
 from headwater.spec import PipelineSpec, load_spec_text
 from headwater.spec.models import Connections, HBaseConnection
 

@@ -10,10 +10,10 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import types as T
 
-from headwater.sinks import hbase_writer
 from headwater.sinks.hbase import HBaseSink, HBaseSinkConfig
-from headwater.sinks.hbase_admin import connect, ensure_table
-from headwater.sinks.hbase_writer import make_writer
+from headwater.sinks.hbase import writer as hbase_writer
+from headwater.sinks.hbase.admin import connect, ensure_table
+from headwater.sinks.hbase.writer import make_writer
 from headwater.spec.models import Connections, HBaseConnection
 from kit import hbase_cells
 

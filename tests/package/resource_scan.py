@@ -65,7 +65,9 @@ def _join(base: str, *parts: str) -> str:
 
 class _Scanner:
     def __init__(self, module: str, is_package: bool) -> None:
-        self.module = module  # dotted module name, e.g. headwater.sinks.thrift2 (a package's own name for __init__)
+        self.module = (
+            module  # dotted module name, e.g. headwater.sinks.hbase.thrift2 (a package's own name for __init__)
+        )
         self.package = module if is_package else module.rpartition(".")[0]
 
     def package_dir(self, node: ast.expr) -> str | None:

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from headwater.sinks.arrow_codec import cell_timestamp, encode_column, version_millis
-from headwater.sinks.codec import CodecError, encode_value
+from headwater.sinks.hbase.arrow_codec import cell_timestamp, encode_column, version_millis
+from headwater.sinks.hbase.codec import CodecError, encode_value
 
 PROPS = settings(max_examples=120, deadline=None)
 
@@ -170,8 +170,8 @@ KEY_TEMPLATES = ["{s}|{n:long}", "{s}", "{n}#{s}||{i:int}", "k:{i:int}{n:long}",
                        st.integers(-(2**31), 2**31 - 1)), min_size=1, max_size=20),
 )  # fmt: skip
 def test_row_keys_column_wise_equal_the_template(template: str, rows: list[tuple[Any, Any, int]]) -> None:
-    from headwater.sinks.arrow_codec import encode_keys
-    from headwater.sinks.rowkey import RowKeyError, RowKeyTemplate
+    from headwater.sinks.hbase.arrow_codec import encode_keys
+    from headwater.sinks.hbase.rowkey import RowKeyError, RowKeyTemplate
 
     t = RowKeyTemplate.parse(template)
     batch = pa.RecordBatch.from_pydict({"s": [r[0] for r in rows], "n": pa.array([r[1] for r in rows], pa.int64()),

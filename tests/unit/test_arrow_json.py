@@ -10,9 +10,9 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from headwater.sinks.arrow_codec import encode_column, typed_plain
-from headwater.sinks.arrow_json import json_column
-from headwater.sinks.codec import encode_value
+from headwater.sinks.hbase.arrow_codec import encode_column, typed_plain
+from headwater.sinks.hbase.arrow_json import json_column
+from headwater.sinks.hbase.codec import encode_value
 
 PROPS = settings(max_examples=150, deadline=None)
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from headwater.sinks.codec import (
+from headwater.sinks.hbase.codec import (
     CODECS,
     TYPE_NAMES,
     CodecError,

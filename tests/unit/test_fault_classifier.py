@@ -88,7 +88,7 @@ def test_exceptions() -> None:
 
 
 def test_tio_errors_by_content_and_can_retry() -> None:
-    from headwater.sinks.thrift2 import idl
+    from headwater.sinks.hbase.thrift2 import idl
 
     tio = idl().TIOError
     assert classify(tio(message="Failed 1 action: nosuch: 1 time, servers with issues: null", canRetry=True)).reason \

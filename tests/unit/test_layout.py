@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from headwater.sinks.layout import region_of, salt_split_points, skew
-from headwater.sinks.rowkey import RowKeyError, RowKeyTemplate
+from headwater.sinks.hbase.layout import region_of, salt_split_points, skew
+from headwater.sinks.hbase.rowkey import RowKeyError, RowKeyTemplate
 
 N_RECORDS = 10_000
 N_CUSTOMERS = 10_000

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from headwater.sinks.rowkey import RowKeyError, RowKeyTemplate, salt_bucket, salt_prefix
+from headwater.sinks.hbase.rowkey import RowKeyError, RowKeyTemplate, salt_bucket, salt_prefix
 
 PROPS = settings(max_examples=150, deadline=None)
 ORDERS = "{salt(customer_id, 8)}|{customer_id}|{reverse_ts(event_time)}|{order_id:long}"

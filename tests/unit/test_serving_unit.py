@@ -29,7 +29,7 @@ from headwater.serving import (
 from headwater.serving.api import create_app, key_params, scan_params
 from headwater.serving.reader import _prefix_end
 from headwater.sinks.hbase import HBaseSinkConfig
-from headwater.sinks.rowkey import RowKeyTemplate
+from headwater.sinks.hbase.rowkey import RowKeyTemplate
 from headwater.spec import load_spec
 from headwater.spec.models import HBaseConnection
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from thriftpy2.protocol import TBinaryProtocol
 from thriftpy2.transport import TMemoryBuffer
 
-from headwater.sinks import thrift2
+from headwater.sinks.hbase import thrift2
 
 names = st.binary(min_size=1, max_size=12)
 cells = st.lists(st.tuples(names, names, st.binary(max_size=40)), min_size=1, max_size=6)

@@ -32,7 +32,7 @@ def _pairs(values: Iterable[str], option: str) -> dict[str, str]:
 
 
 def _types(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
-    from headwater.sinks.codec import TYPE_NAMES
+    from headwater.sinks.hbase.codec import TYPE_NAMES
 
     types = _pairs(values, "--type")
     for col, typ in types.items():
@@ -191,8 +191,8 @@ def hbase() -> None:
 def plan(spec: str, offline: bool) -> None:
     """The sink table's layout (families, split points), whether it exists and how it differs."""
     from headwater.serving.reader import hbase_sink
-    from headwater.sinks.hbase_admin import describe_plan
-    from headwater.sinks.hbase_admin import plan as offline_plan
+    from headwater.sinks.hbase.admin import describe_plan
+    from headwater.sinks.hbase.admin import plan as offline_plan
 
     s = _load(spec)
     sink = hbase_sink(s)

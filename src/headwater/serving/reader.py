@@ -1,8 +1,8 @@
 """Read the HBase table a pipeline writes: point gets, prefix scans, latest-N and freshness.
 
-:class:`TableReader` inverts :mod:`headwater.sinks.hbase_writer` without Spark: row keys are
-decoded with the sink's :class:`~headwater.sinks.rowkey.RowKeyTemplate`, cells with
-:func:`~headwater.sinks.codec.decode_value`. Column types come, in this order, from the sink
+:class:`TableReader` inverts :mod:`headwater.sinks.hbase.writer` without Spark: row keys are
+decoded with the sink's :class:`~headwater.sinks.hbase.rowkey.RowKeyTemplate`, cells with
+:func:`~headwater.sinks.hbase.codec.decode_value`. Column types come, in this order, from the sink
 config's ``{column: type}`` form, from the ``types`` mapping given to the reader (see
 :func:`types_from_schema`, and ``--type col=type`` on the command line), else ``string``.
 
@@ -32,12 +32,12 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from headwater.errors import ConfigError, HeadwaterError, NotFoundError, ServiceUnavailable
-from headwater.sinks.codec import EPOCH, TYPE_NAMES, CodecError, decode_value
-from headwater.sinks.rowkey import RowKeyError, RowKeyTemplate
+from headwater.sinks.hbase.codec import EPOCH, TYPE_NAMES, CodecError, decode_value
+from headwater.sinks.hbase.rowkey import RowKeyError, RowKeyTemplate
 
 if TYPE_CHECKING:
     from headwater.sinks.hbase import HBaseSinkConfig
-    from headwater.sinks.thrift2 import Thrift2Client
+    from headwater.sinks.hbase.thrift2 import Thrift2Client
     from headwater.spec.models import HBaseConnection, PipelineSpec
 
 __all__ = [
@@ -193,7 +193,7 @@ class _Pool:
         self._lock = threading.Lock()
 
     def _open(self) -> Thrift2Client:
-        from headwater.sinks.thrift2 import Thrift2Client
+        from headwater.sinks.hbase.thrift2 import Thrift2Client
 
         c = self.conn
         try:
@@ -239,7 +239,7 @@ class TableReader:
 
     def __init__(self, sink_config: HBaseSinkConfig, hbase_connection: HBaseConnection,
                  types: Mapping[str, str] | None = None, pool_size: int = 8) -> None:  # fmt: skip
-        from headwater.sinks.thrift2 import idl
+        from headwater.sinks.hbase.thrift2 import idl
 
         self.config = sink_config
         self.table = sink_config.full_table

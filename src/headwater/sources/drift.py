@@ -130,7 +130,7 @@ def widens(before: str, after: str) -> bool:
 
 def used_columns(spec: PipelineSpec) -> dict[str, str] | None:
     """Columns the pipeline uses, each with where (``topic.key, schema``); None: every column."""
-    from headwater.sinks.rowkey import RowKeyError, RowKeyTemplate
+    from headwater.sinks.hbase.rowkey import RowKeyError, RowKeyTemplate
 
     if spec.schema_ is None:
         return None

@@ -156,7 +156,7 @@ class HBaseThrift2Service(HBaseThriftService):
         return [self.config.thrift2_port]
 
     def probe(self) -> bool:
-        from headwater.sinks.thrift2 import Thrift2Client
+        from headwater.sinks.hbase.thrift2 import Thrift2Client
 
         with Thrift2Client(self.config.host, self.config.thrift2_port, timeout_ms=5000) as client:
             client.table_names()

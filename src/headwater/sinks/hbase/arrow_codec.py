@@ -1,10 +1,10 @@
-"""Column-wise fast paths of :mod:`headwater.sinks.codec` over Arrow arrays, for the sink's writer.
+"""Column-wise fast paths of :mod:`headwater.sinks.hbase.codec` over Arrow arrays, for the sink's writer.
 
 :func:`encode_column` gives, for a whole Arrow column, exactly the bytes that
-:func:`~headwater.sinks.codec.encode_value` gives value by value (property-tested in
+:func:`~headwater.sinks.hbase.codec.encode_value` gives value by value (property-tested in
 ``tests/unit/test_arrow_codec.py``), but lets Arrow and numpy do the formatting where the Arrow type
 allows it: integers, booleans, dates, decimals, strings and timestamps, and ``json`` through
-:mod:`headwater.sinks.arrow_json`. ``double``, JSON it cannot reproduce exactly, and any column
+:mod:`headwater.sinks.hbase.arrow_json`. ``double``, JSON it cannot reproduce exactly, and any column
 whose Arrow type does not match its declared type go value by value through ``encode_value``.
 
 Errors never abort a column: a value that cannot be encoded is reported by row index with the
@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from headwater.sinks.arrow_json import json_column
-from headwater.sinks.codec import EPOCH, CodecError, encode_value, to_int, to_timestamp
+from headwater.sinks.hbase.arrow_json import json_column
+from headwater.sinks.hbase.codec import EPOCH, CodecError, encode_value, to_int, to_timestamp
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from headwater.sinks.rowkey import RowKeyTemplate
+    from headwater.sinks.hbase.rowkey import RowKeyTemplate
 
 __all__ = [
     "CONSTANT_TS", "EncodedColumn", "cell_timestamp", "encode_column", "encode_keys", "typed_plain", "version_millis",

@@ -25,7 +25,7 @@ Parts:
 * ``{reverse_ts(field)}``: 8 bytes big-endian of ``Long.MAX_VALUE - epoch millis`` (newest first).
 
 The numeric, date and timestamp parts are order preserving: byte order == value order. The string
-form (see :func:`headwater.sinks.codec.string_form`) of ``42`` and ``"42"`` is the same, so salts
+form (see :func:`headwater.sinks.hbase.codec.string_form`) of ``42`` and ``"42"`` is the same, so salts
 and hashes do not depend on whether an id arrived as a number or as text. Timestamps may be
 ``datetime`` (naive = UTC), ISO strings or epoch milliseconds; dates ``date`` or ISO strings.
 
@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from headwater.sinks.codec import (
+from headwater.sinks.hbase.codec import (
     EPOCH,
     CodecError,
     string_form,

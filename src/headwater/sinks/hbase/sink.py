@@ -16,7 +16,7 @@ Example (spec)::
 Delivery: at-least-once replay + idempotent writes = effectively once. Row key and cell timestamp
 are functions of the record, so a replayed record rewrites the same cells. Versions of a row key
 keep their own cell timestamps, so the newest ``version`` wins in any arrival order (see
-:mod:`headwater.sinks.hbase_writer`).
+:mod:`headwater.sinks.hbase.writer`).
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from headwater.sinks.base import Sink, SinkConfig, SinkResult
-from headwater.sinks.codec import TYPE_NAMES
-from headwater.sinks.rowkey import RowKeyError, RowKeyTemplate
+from headwater.sinks.hbase.codec import TYPE_NAMES
+from headwater.sinks.hbase.rowkey import RowKeyError, RowKeyTemplate
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
     from pyspark.sql.types import DataType, StructType
 
-    from headwater.sinks.hbase_writer import WriterDescription
+    from headwater.sinks.hbase.writer import WriterDescription
 
 
 class FamilySpec(BaseModel):
@@ -150,12 +150,12 @@ class HBaseSink(Sink):
         self.describe(schema)
 
     def prepare(self) -> None:
-        from headwater.sinks.hbase_admin import ensure_table
+        from headwater.sinks.hbase.admin import ensure_table
 
         ensure_table(self.config, self.connections.hbase)
 
     def drop(self) -> list[str]:
-        from headwater.sinks.hbase_admin import connect
+        from headwater.sinks.hbase.admin import connect
 
         with connect(self.connections.hbase) as client:
             full = self.config.full_table
@@ -170,7 +170,7 @@ class HBaseSink(Sink):
     def describe(self, schema: StructType) -> WriterDescription:
         """Resolve the column mapping against the records' schema; raises ConfigError on a mismatch."""
         from headwater.errors import ConfigError
-        from headwater.sinks.hbase_writer import CellSpec, WriterDescription
+        from headwater.sinks.hbase.writer import CellSpec, WriterDescription
 
         c = self.config
         fields = {f.name: f.dataType for f in schema.fields}
@@ -204,7 +204,7 @@ class HBaseSink(Sink):
 
     def write(self, df: DataFrame) -> SinkResult:
         """Write ``df`` (one micro-batch); return counters and the records the sink rejected."""
-        from headwater.sinks.hbase_writer import RESULT_SCHEMA, make_writer
+        from headwater.sinks.hbase.writer import RESULT_SCHEMA, make_writer
 
         desc = self.describe(df.schema)
         needed = self.columns_used(df.schema)

@@ -111,7 +111,7 @@ def idl() -> Any:
     """The loaded Thrift2 IDL module (parsed once per process)."""
     import thriftpy2
 
-    path = resources.files("headwater.sinks") / "hbase2.thrift"
+    path = resources.files("headwater.sinks.hbase") / "hbase2.thrift"
     return thriftpy2.load(str(path), module_name="hbase2_thrift")
 
 

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from headwater.errors import NotFoundError, ServiceUnavailable
-from headwater.sinks.layout import salt_split_points
-from headwater.sinks.rowkey import RowKeyTemplate
+from headwater.sinks.hbase.layout import salt_split_points
+from headwater.sinks.hbase.rowkey import RowKeyTemplate
 
 if TYPE_CHECKING:
     from headwater.sinks.hbase import HBaseSinkConfig
-    from headwater.sinks.thrift2 import Thrift2Client
+    from headwater.sinks.hbase.thrift2 import Thrift2Client
     from headwater.spec.models import HBaseConnection
 
 log = logging.getLogger("headwater.sinks.hbase")
@@ -61,7 +61,7 @@ def plan(config: HBaseSinkConfig) -> TablePlan:
 
 
 def connect(conn: HBaseConnection) -> Thrift2Client:
-    from headwater.sinks.thrift2 import Thrift2Client
+    from headwater.sinks.hbase.thrift2 import Thrift2Client
 
     try:
         client = Thrift2Client(conn.host, conn.port, conn.timeout_ms, conn.transport, conn.protocol)

@@ -10,7 +10,7 @@ decimals come back as the strings they were written as. A null value encodes to 
 writes no cell, and a missing cell decodes back to ``None``.
 
 The coercion helpers (:func:`to_int`, :func:`to_float`, :func:`to_decimal`, :func:`to_date`,
-:func:`to_timestamp`) are also used by :mod:`headwater.sinks.rowkey`.
+:func:`to_timestamp`) are also used by :mod:`headwater.sinks.hbase.rowkey`.
 
 Example:
     >>> encode_value(Decimal("12.30"), "decimal")

@@ -1,7 +1,7 @@
 """Pure HBase table-layout planning: region split points for salted keys, and key skew per region.
 
 A salted row key starts with its salt bucket as 2 hex digits (see
-:func:`headwater.sinks.rowkey.salt_prefix`). Pre-splitting the table at the bucket prefixes gives
+:func:`headwater.sinks.hbase.rowkey.salt_prefix`). Pre-splitting the table at the bucket prefixes gives
 every bucket its own region from the start, so writes spread over all region servers.
 
 Example:
@@ -18,7 +18,7 @@ import itertools
 from collections.abc import Iterable
 from typing import TypedDict
 
-from headwater.sinks.rowkey import RowKeyError, salt_prefix
+from headwater.sinks.hbase.rowkey import RowKeyError, salt_prefix
 
 __all__ = ["SkewReport", "region_of", "salt_split_points", "skew"]
 

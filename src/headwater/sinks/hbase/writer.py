@@ -2,8 +2,8 @@
 
 Runs inside ``mapInArrow``: the description is pickled to the executor, the Thrift2 connection
 is opened there (one per partition) and never pickled. Values are encoded column by column
-(:mod:`headwater.sinks.arrow_codec`), rows are assembled straight into Thrift's binary form
-(:mod:`headwater.sinks.thrift2`), and calls go out on one background thread in order, so the next
+(:mod:`headwater.sinks.hbase.arrow_codec`), rows are assembled straight into Thrift's binary form
+(:mod:`headwater.sinks.hbase.thrift2`), and calls go out on one background thread in order, so the next
 batch is encoded while HBase writes the previous one. Each call is bounded by rows and bytes and
 retried whole with exponential backoff.
 
@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from headwater.sinks.arrow_codec import CONSTANT_TS, encode_column, encode_keys, version_millis
-from headwater.sinks.codec import CodecError
-from headwater.sinks.rowkey import RowKeyError, RowKeyTemplate
+from headwater.sinks.hbase.arrow_codec import CONSTANT_TS, encode_column, encode_keys, version_millis
+from headwater.sinks.hbase.codec import CodecError
+from headwater.sinks.hbase.rowkey import RowKeyError, RowKeyTemplate
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -98,7 +98,7 @@ class _Connection:
 
     def get(self) -> Any:
         if self.client is None:
-            from headwater.sinks.thrift2 import Thrift2Client
+            from headwater.sinks.hbase.thrift2 import Thrift2Client
 
             d = self.desc
             self.client = Thrift2Client(d.host, d.port, d.timeout_ms, d.transport, d.protocol)
@@ -219,7 +219,7 @@ def make_writer(desc: WriterDescription) -> Callable[[Iterator[pa.RecordBatch]],
         import numpy as np
         import pyarrow as pa
 
-        from headwater.sinks import thrift2
+        from headwater.sinks.hbase import thrift2
 
         template = RowKeyTemplate.parse(desc.row_key)
         durability = _DURABILITY[desc.durability]
