@@ -132,7 +132,7 @@ def run_locally(
     from headwater.context import PipelineContext
     from headwater.streaming import decode as dec
     from headwater.streaming.expectations import apply_expectations, count_expectations
-    from headwater.transforms.python import split_errors
+    from headwater.streaming.failed_rows import split_errors
 
     spec = _load(spec)
     if not spec.schema_:

@@ -1,7 +1,7 @@
 """The ingest loop: read the next increment, produce it to Kafka, then (and only then) commit the position.
 
 A crash between produce and commit re-produces the same increment on restart: Kafka may hold a
-record twice, and the process stage writes it to the same HBase cell with the same timestamp, so
+record twice, and the process stage writes it to the same sink cell with the same timestamp (an idempotent sink), so
 the store is unchanged. The position never advances past data that is not acknowledged by Kafka.
 """
 

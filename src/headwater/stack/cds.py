@@ -18,7 +18,6 @@ Run as ``python -m headwater.stack.cds ARCHIVE`` it is the training run (used by
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import functools
 import hashlib
@@ -26,14 +25,13 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 from headwater.errors import StackError
 from headwater.stack.config import StackConfig
 
 # The JVM's own CDS messages (classes it cannot archive, a mismatching archive) go to stdout; only errors are kept.
-_QUIET = "-Xlog:disable -Xlog:all=error:stderr"
+QUIET = "-Xlog:disable -Xlog:all=error:stderr"
 
 
 def enabled() -> bool:
@@ -62,12 +60,15 @@ def archive_path(config: StackConfig) -> Path:
     return config.cache_dir / "cds" / f"spark-{key}.jsa"
 
 
+TRAINER = "headwater.warmup"  # module run as `python -m TRAINER <archive>` to make the archive
+
+
 def java_options(config: StackConfig) -> str:
     """Driver JVM options that map the archive; empty when there is none (or CDS is off)."""
     if not enabled():
         return ""
     path = archive_path(config)
-    return f"-XX:SharedArchiveFile={path} -Xshare:auto {_QUIET}" if path.is_file() else ""
+    return f"-XX:SharedArchiveFile={path} -Xshare:auto {QUIET}" if path.is_file() else ""
 
 
 def ensure_archive(config: StackConfig) -> float | None:
@@ -90,7 +91,9 @@ def ensure_archive(config: StackConfig) -> float | None:
             return None
         tmp = path.with_suffix(f".{os.getpid()}.partial")
         t0 = time.monotonic()
-        proc = subprocess.run([sys.executable, "-m", "headwater.stack.cds", str(tmp)],
+        # The training job exercises the stages' Spark work; it lives above the stack (headwater.warmup),
+        # so it is named here, never imported.
+        proc = subprocess.run([sys.executable, "-m", TRAINER, str(tmp)],
                               capture_output=True, text=True, check=False)  # fmt: skip
         if proc.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
             tmp.unlink(missing_ok=True)
@@ -101,63 +104,3 @@ def ensure_archive(config: StackConfig) -> float | None:
             if old != path:
                 old.unlink(missing_ok=True)
         return time.monotonic() - t0
-
-
-def _train(archive: Path) -> None:
-    """Run the Spark work of both stages once in a JVM that writes its loaded classes to ``archive`` at exit."""
-    import tempfile
-
-    from pyspark import SparkContext
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import StructType
-
-    from headwater import kafka
-    from headwater.demo import create_orders
-    from headwater.ingest.encode import to_records
-    from headwater.kafka import PRODUCER_OPTIONS, use_v2_writes
-    from headwater.spec.models import KafkaConnection
-    from headwater.stack.jars import spark_kafka_jars
-    from headwater.stack.spark import build_session
-    from headwater.streaming.decode import decode, good_records
-
-    cfg = StackConfig.from_env()
-    spark = build_session(
-        "headwater-cds-training", master="local[2]", metastore_uri=cfg.metastore_uri,
-        warehouse_dir=f"file://{cfg.warehouse_dir}", jars=spark_kafka_jars(cfg),
-        conf={"spark.driver.extraJavaOptions": f"-XX:ArchiveClassesAtExit={archive} {_QUIET}"},
-        archive=False,
-    )  # fmt: skip
-    name = f"headwater_cds_{uuid.uuid4().hex[:8]}"
-    conn = KafkaConnection(bootstrap_servers=cfg.kafka_bootstrap)
-    kafka.ensure_topic(conn, name, 1)
-    try:
-        create_orders(spark, f"{name}.orders", 2000)
-        use_v2_writes(spark)
-        rows = spark.table(f"{name}.orders").where("dt IS NOT NULL")
-        (to_records(rows, ["order_id"]).write.format("kafka").options(**kafka.spark_options(conn))
-         .options(**PRODUCER_OPTIONS).option("topic", name).mode("append").save())  # fmt: skip
-        schema: StructType = rows.schema
-        stream = (spark.readStream.format("kafka").options(**kafka.spark_options(conn))
-                  .option("subscribe", name).option("startingOffsets", "earliest").load())  # fmt: skip
-
-        def batch(df, _id):  # type: ignore[no-untyped-def]
-            good = good_records(decode(df, schema, ["order_id"]), schema).where(F.col("quantity") > 0)
-            good.mapInArrow(lambda it: it, good.schema).count()
-
-        with tempfile.TemporaryDirectory() as chk:
-            q = stream.writeStream.foreachBatch(batch).option("checkpointLocation", chk).trigger(availableNow=True)
-            q.start().awaitTermination()
-    finally:
-        spark.sql(f"DROP DATABASE IF EXISTS {name} CASCADE")
-        with contextlib.suppress(Exception):
-            kafka.admin(conn).delete_topics([name])[name].result(timeout=30)
-    gateway = SparkContext._gateway
-    spark.stop()
-    # The JVM writes the archive as it exits, which it does when its stdin closes.
-    if gateway is not None and getattr(gateway, "proc", None) is not None:
-        gateway.proc.stdin.close()
-        gateway.proc.wait(timeout=300)
-
-
-if __name__ == "__main__":
-    _train(Path(sys.argv[1]))

@@ -156,8 +156,38 @@ class HBaseThrift2Service(HBaseThriftService):
         return [self.config.thrift2_port]
 
     def probe(self) -> bool:
-        from headwater.sinks.hbase.thrift2 import Thrift2Client
+        return thrift2_lists_tables(self.config.host, self.config.thrift2_port)
 
-        with Thrift2Client(self.config.host, self.config.thrift2_port, timeout_ms=5000) as client:
-            client.table_names()
-        return True
+
+def thrift2_lists_tables(host: str, port: int, timeout: float = 5.0) -> bool:
+    """Whether the Thrift2 server at ``host:port`` answers ``getTableNamesByNamespace("default")`` with a list.
+
+    Spoken in Thrift's binary protocol by hand: the stack knows no client of the sink's (the HBase
+    sink's Thrift2 client lives with the sink). A server up but without HBase answers with an
+    exception instead, which is "not ready".
+    """
+    import socket
+    import struct
+
+    method, namespace = b"getTableNamesByNamespace", b"default"
+    call = (struct.pack("!iI", -2147418111, len(method)) + method + struct.pack("!i", 1)  # VERSION_1 | CALL, seq 1
+            + struct.pack("!bhI", 11, 1, len(namespace)) + namespace + b"\x00")  # field 1: string; stop  # fmt: skip
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(call)
+        data = b""
+        while len(data) < 8:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return False
+            data += chunk
+        version, size = struct.unpack("!iI", data[:8])
+        need = 8 + size + 4 + 3  # name, seq id, the first field's header
+        while len(data) < need:
+            chunk = sock.recv(4096)
+            if not chunk:
+                return False
+            data += chunk
+    if version != -2147418110:  # VERSION_1 | REPLY
+        return False
+    field_type, field_id = struct.unpack("!bh", data[8 + size + 4 : need])
+    return bool(field_id == 0 and field_type == 15)  # the success field: a list of table names

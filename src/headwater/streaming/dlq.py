@@ -13,7 +13,7 @@ recognisable); headers carry reason and source position for tools that do not pa
 Envelopes are bounded: an original value over :data:`MAX_PAYLOAD_BYTES` is cut to that many bytes
 and the envelope says ``"truncated": true`` with the original ``value_size`` and ``value_sha256``
 (``dlq replay`` then re-reads the full record from its source position), so a record too large for
-Kafka or HBase still fits in the dead-letter topic.
+Kafka or a sink still fits in the dead-letter topic.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The sinks write one after the other inside the micro-batch; the batch commits (Spark writes its
 commit log entry) only after ``foreachBatch`` returns, so only when every sink has written it. A
 sink that fails fails the batch for all: the query restarts from its checkpoint and replays the
-batch into every sink, which each sink's ``guarantee`` absorbs (HBase rewrites the same cells; a Kafka
+batch into every sink, which each sink's ``guarantee`` absorbs (an idempotent store rewrites the same cells; a log
 sink appends again, with the source position in each record for consumers to drop duplicates).
 """
 

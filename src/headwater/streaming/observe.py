@@ -3,7 +3,7 @@
 The process stage's one-pass path attaches a Spark ``Observation`` to the decoded records: the
 metrics (records in, bad records, an approximate histogram of the good records' Kafka timestamps,
 the positions of the bad records) arrive with the sink's own job. No cache and no extra job; and
-because the JVM decodes while the Python writer waits for HBase, decoding and writing overlap.
+because the JVM decodes while the Python writer waits for the store, decoding and writing overlap.
 
 The observation also keeps the filter that picks the good records above the decode: pushed below
 it, Spark would inline the error expression, and its JSON parses, once per reference.

@@ -45,10 +45,10 @@ from headwater.streaming.expectations import (
     progress_counters,
     validate_expectations,
 )
+from headwater.streaming.failed_rows import dead_letter_rows, split_errors
 from headwater.streaming.fanout import BatchWrite, SinkFanOut, empty_write
 from headwater.streaming.stateful import StatefulMode
 from headwater.testing import fault_point
-from headwater.transforms.python import dead_letter_rows, split_errors
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -317,7 +317,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
     def run(self, until_drained: bool = False, upstream_done: Callable[[], bool] | None = None) -> dict[str, Any]:
         """Run until stopped; with ``until_drained``, until upstream is done and the lag is 0.
 
-        A transient failure of the query (HBase or Kafka away longer than the writer's own retries)
+        A transient failure of the query (a store or Kafka away longer than the writer's own retries)
         restarts it from its checkpoint after a pause, at most ``process.restarts.max`` times within
         ``process.restarts.within``; one more fails the stage with the last cause (RetriesExhausted).
         A permanent one (:func:`headwater.faults.classify`) fails it at once (PermanentError). Either
@@ -357,7 +357,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         """Record a transient failure, then wait ``backoff`` seconds; False if the stage is stopping."""
         if self.stop_event.is_set():
             return False
-        # Infrastructure trouble (HBase or Kafka away longer than the writer's retries): restart
+        # Infrastructure trouble (a store or Kafka away longer than the writer's retries): restart
         # from the checkpoint after a pause; the failed batch is replayed, nothing is lost.
         log.warning("query failed with a transient error; restarting in %.0fs: %s", backoff, error[:300])
         with self._lock:

@@ -21,8 +21,8 @@ from headwater.errors import ConfigError
 from headwater.streaming import decode as dec
 from headwater.streaming import dlq
 from headwater.streaming.expectations import apply_expectations, count_expectations, progress_counters
+from headwater.streaming.failed_rows import split_errors
 from headwater.testing import fault_point
-from headwater.transforms.python import split_errors
 
 if TYPE_CHECKING:
     import threading
@@ -91,7 +91,7 @@ class StatefulMode:
         from pyspark.sql import functions as F
 
         from headwater.streaming import observe
-        from headwater.transforms.window import BatchWatermarks
+        from headwater.streaming.watermarks import BatchWatermarks
 
         assert self.schema is not None
         base = self.ctx.checkpoint.rstrip("/")

@@ -50,6 +50,10 @@ class Transform(ABC):
         """For a window (``is_window``): the rows a query with ``watermark_ms`` drops as late."""
         raise NotImplementedError(f"{type(self).__name__} is not a window")
 
+    def late_detail(self, watermark_ms: Column) -> Column:
+        """For a window (``is_window``): the dead-letter message of a late row."""
+        raise NotImplementedError(f"{type(self).__name__} is not a window")
+
     def refresh_planned(self) -> bool:
         """Refresh outside data (a static table) that a running, planned-once query reads.
 
