@@ -28,6 +28,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports        # the layers: imports flow one way (pyproject.toml [tool.importlinter])
 
 format: $(STAMP)
 	$(BIN)/ruff format src tests examples benchmarks

@@ -24,8 +24,8 @@ def train(archive: Path) -> None:
 
     from headwater import kafka
     from headwater.demo import create_orders
-    from headwater.ingest.encode import to_records
     from headwater.kafka import PRODUCER_OPTIONS, use_v2_writes
+    from headwater.records import to_records
     from headwater.spec.models import KafkaConnection
     from headwater.stack.cds import QUIET
     from headwater.stack.config import StackConfig

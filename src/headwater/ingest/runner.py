@@ -20,10 +20,9 @@ from typing import TYPE_CHECKING, Any
 from headwater import kafka
 from headwater.errors import HeadwaterError, PermanentError, RetriesExhausted, TransientError
 from headwater.faults import RetryBudget, classify
-from headwater.ingest.encode import to_records
 from headwater.observability.progress import ProgressFile
+from headwater.records import complete, to_records
 from headwater.sources import drift
-from headwater.streaming.observe import complete
 from headwater.testing import fault_point
 
 if TYPE_CHECKING:

@@ -12,26 +12,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from headwater.spec.configs import SinkConfig as SinkConfig  # re-exported: plugins import it from here
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
     from pyspark.sql.types import StructType
-
-
-class SinkConfig(BaseModel):
-    """Base of every sink's config model."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: str
-    name: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9_.-]+$",
-        description="Name of this sink in progress, metrics and the summary; default its type.",
-    )  # fmt: skip
-    where: str | None = Field(
-        default=None, min_length=1,
-        description="Spark SQL predicate: only the records matching it are written to this sink (e.g. alerts).",
-    )  # fmt: skip
 
 
 @dataclass

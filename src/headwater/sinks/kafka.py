@@ -49,6 +49,9 @@ class KafkaSinkConfig(SinkConfig):
         default="_source", description="Value field carrying the source position; null: header only."
     )
 
+    def fields_named(self) -> dict[str, list[str]]:
+        return {"sink.key": list(self.key), "sink.columns": list(self.columns or [])}
+
 
 class KafkaSink(Sink):
     """Appends each micro-batch to a Kafka topic with Spark's Kafka writer (idempotent producer)."""
@@ -98,8 +101,7 @@ class KafkaSink(Sink):
         from pyspark.sql import functions as F
 
         from headwater import kafka
-        from headwater.ingest.encode import JSON_OPTIONS, key_column
-        from headwater.streaming.observe import complete
+        from headwater.records import JSON_OPTIONS, complete, key_column
 
         c = self.config
         names = df.columns

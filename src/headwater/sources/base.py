@@ -11,26 +11,11 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from headwater.spec.configs import SourceConfig as SourceConfig  # re-exported: plugins import it from here
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
-
-
-class SourceConfig(BaseModel):
-    """Base of every source's config model. Subclasses add ``type: Literal[...]`` and their fields."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: str
-
-    def topic_spec(self) -> dict[str, Any] | None:
-        """For a source that *is* a Kafka topic: the spec's ``topic`` (name, key), so the spec need not repeat it."""
-        return None
-
-    def kafka_fields(self) -> dict[str, str]:
-        """Record fields taken from the Kafka record itself: field name -> ``key``/``timestamp``/``partition``/``offset``."""
-        return {}
 
 
 @dataclass

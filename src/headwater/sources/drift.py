@@ -19,7 +19,6 @@ change of meaning, not a widening.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -130,8 +129,6 @@ def widens(before: str, after: str) -> bool:
 
 def used_columns(spec: PipelineSpec) -> dict[str, str] | None:
     """Columns the pipeline uses, each with where (``topic.key, schema``); None: every column."""
-    from headwater.sinks.hbase.rowkey import RowKeyError, RowKeyTemplate
-
     if spec.schema_ is None:
         return None
     used: dict[str, list[str]] = {}
@@ -144,19 +141,10 @@ def used_columns(spec: PipelineSpec) -> dict[str, str] | None:
 
     add(list(spec.topic.key), "topic.key")
     add(list(spec.schema_), "schema")
-    row_key = getattr(spec.sink, "row_key", None)
-    if isinstance(row_key, str):
-        with contextlib.suppress(RowKeyError):  # validated with the spec already
-            add(RowKeyTemplate.parse(row_key).fields, "sink.row_key")
-    columns = getattr(spec.sink, "columns", None)
-    if isinstance(columns, Mapping):
-        add([str(c) for cols in columns.values() for c in cols], "sink.columns")
-    version = getattr(spec.sink, "version", None)
-    if isinstance(version, str):
-        add([version], "sink.version")
-    watermark = getattr(spec.source, "watermark", None)
-    if isinstance(watermark, str):
-        add([watermark], "source.watermark")
+    named = [s.fields_named() for s in spec.sinks] + [spec.source.fields_named()]
+    for fields in named:
+        for where, names in fields.items():
+            add(names, where)
     return {name: ", ".join(places) for name, places in used.items()}
 
 

@@ -36,6 +36,9 @@ class HiveSourceConfig(SourceConfig):
     poll: str = Field(default="5 seconds", description="Pause between two incremental reads.")
     where: str | None = Field(default=None, description="Optional Spark SQL filter applied to every read.")
 
+    def fields_named(self) -> dict[str, list[str]]:
+        return {"source.watermark": [self.watermark]} if self.watermark else {}
+
     @model_validator(mode="after")
     def _incremental_needs_a_cursor(self) -> HiveSourceConfig:
         if self.mode == "incremental" and not self.watermark and not self.partitions:

@@ -31,11 +31,9 @@ from pydantic_core import PydanticCustomError
 from headwater import redact
 from headwater.errors import ConfigError
 from headwater.redact import Secret
-from headwater.sinks.base import SinkConfig
-from headwater.sources.base import SourceConfig
+from headwater.spec.configs import SinkConfig, SourceConfig, TransformConfig
+from headwater.spec.expectations import Expectations
 from headwater.stack.config import StackConfig
-from headwater.streaming.expectations import Expectations
-from headwater.transforms.base import TransformConfig
 
 _TOPIC_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 _NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,62}")

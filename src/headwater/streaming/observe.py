@@ -21,6 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from headwater.records import complete as complete  # re-exported: the stage asks here
 from headwater.streaming.decode import ERROR
 
 if TYPE_CHECKING:
@@ -85,12 +86,6 @@ def timestamps(obs: Observation) -> list[tuple[float, int]]:
     if not complete(obs):
         return []
     return _bins(obs.get.get("ts"))
-
-
-def complete(obs: Observation) -> bool:
-    """Whether the observed records went through an action (``Observation.get`` would block otherwise)."""
-    jo: Any = obs._jo  # private, but its future is the only non-blocking check
-    return jo is not None and bool(jo.future().isCompleted())
 
 
 def read(obs: Observation) -> BatchCounts:

@@ -5,17 +5,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from headwater.spec.configs import TransformConfig as TransformConfig  # re-exported: plugins import it from here
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
-
-
-class TransformConfig(BaseModel):
-    """Base of every transform's config model."""
-
-    model_config = ConfigDict(extra="forbid")
-    type: str
 
 
 class Transform(ABC):

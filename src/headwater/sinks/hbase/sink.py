@@ -104,6 +104,13 @@ class HBaseSinkConfig(SinkConfig):
             raise ValueError("a family with ttl needs `version`: cells with a constant timestamp would expire at once")
         return self
 
+    def fields_named(self) -> dict[str, list[str]]:
+        named = {"sink.row_key": list(RowKeyTemplate.parse(self.row_key).fields),
+                 "sink.columns": [str(c) for cols in self.columns.values() for c in cols]}  # fmt: skip
+        if self.version:
+            named["sink.version"] = [self.version]
+        return named
+
     @property
     def full_table(self) -> str:
         return self.table if ":" in self.table else f"default:{self.table}"

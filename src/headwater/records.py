@@ -1,4 +1,4 @@
-"""Rows -> Kafka records (key, JSON value) inside Spark, preserving types.
+"""Rows -> Kafka records (key, JSON value) inside Spark, preserving types; counting them as they are written.
 
 Decimals stay exact (written as JSON numbers with their scale), timestamps carry microseconds and
 their UTC offset, dates are ISO, nested arrays/maps/structs stay nested, nulls are kept.
@@ -6,10 +6,10 @@ their UTC offset, dates are ISO, nested arrays/maps/structs stay nested, nulls a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
+    from pyspark.sql import Column, DataFrame, Observation
 
 JSON_OPTIONS = {
     "timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX",
@@ -38,3 +38,9 @@ def to_records(df: DataFrame, key_columns: list[str]) -> DataFrame:
         raise ConfigError(f"topic.key: column(s) {missing} not in the source; columns: {', '.join(df.columns)}")
     value = F.to_json(F.struct(*[F.col(f"`{c}`") for c in df.columns]), JSON_OPTIONS)
     return df.select(key_column(key_columns).alias("key"), value.alias("value"))
+
+
+def complete(obs: Observation) -> bool:
+    """Whether the observed records went through an action (``Observation.get`` would block otherwise)."""
+    jo: Any = obs._jo  # private, but its future is the only non-blocking check
+    return jo is not None and bool(jo.future().isCompleted())
