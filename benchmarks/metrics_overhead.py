@@ -82,7 +82,11 @@ def main() -> None:
     scrape = per_call(lambda i: generate_latest(registry), 200)
     size = len(generate_latest(registry))
 
-    real = json.loads((args.home / "process.progress.json").read_text()) if (args.home / "process.progress.json").exists() else None
+    real = (
+        json.loads((args.home / "process.progress.json").read_text())
+        if (args.home / "process.progress.json").exists()
+        else None
+    )
     if real and real.get("counters", {}).get("batches"):
         c = real["counters"]
         batches, busy = int(c["batches"]), float(c["busy_seconds"])
@@ -92,10 +96,14 @@ def main() -> None:
     per_batch = busy / batches
     added = withm - base
     scrape_share = scrape / args.scrape_every
-    print(f"progress file per micro-batch: {base * 1e6:,.0f} us before the metrics, {withm * 1e6:,.0f} us with them "
-          f"(+{added * 1e6:,.0f} us)")
-    print(f"one scrape: {scrape * 1e3:,.2f} ms for {size:,} bytes of metrics; every {args.scrape_every:g} s: "
-          f"{scrape_share * 100:.4f} % of one core")
+    print(
+        f"progress file per micro-batch: {base * 1e6:,.0f} us before the metrics, {withm * 1e6:,.0f} us with them "
+        f"(+{added * 1e6:,.0f} us)"
+    )
+    print(
+        f"one scrape: {scrape * 1e3:,.2f} ms for {size:,} bytes of metrics; every {args.scrape_every:g} s: "
+        f"{scrape_share * 100:.4f} % of one core"
+    )
     print(f"micro-batches: {source}; {per_batch * 1e3:,.0f} ms each")
     overhead = (added + scrape_share * per_batch) / per_batch
     print(f"metrics overhead on the process stage: {overhead * 100:.3f} % of its micro-batch time")

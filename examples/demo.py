@@ -136,7 +136,9 @@ def main() -> int:
         spark.stop()
     url, pid = start_dashboard(ctx)
     step("done. The stack keeps running: `.venv/bin/headwater stack status`, `... stack down` to stop it.")
-    print(f"  status: .venv/bin/headwater status {SPEC.name}   logs: .venv/bin/headwater logs {SPEC.name} --stage process")
+    print(
+        f"  status: .venv/bin/headwater status {SPEC.name}   logs: .venv/bin/headwater logs {SPEC.name} --stage process"
+    )
     print(f"  dashboard (pid {pid}, stop it with `kill {pid}`): {url}", flush=True)
     return 0 if ok else 1
 

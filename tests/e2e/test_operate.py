@@ -148,7 +148,7 @@ def test_dashboard_in_a_headless_browser(running: Running) -> None:
     browser = Browser()
     try:
         browser.goto(url)
-        browser.wait_for("document.getElementById('status').dataset.ready === 'true'")
+        browser.wait_for("document.getElementById('status')?.dataset.ready === 'true'")
         browser.wait_for("document.querySelectorAll('[data-pipeline]').length === 2")
         shown = browser.evaluate(
             "Object.fromEntries([...document.querySelectorAll('[data-metric]')].map(e => [e.dataset.metric, e.dataset.value]))"

@@ -7,13 +7,14 @@ same files' counters in the stage processes).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 from headwater import redact
-from headwater.observability.progress import LatencyHistogram, read_progress
+from headwater.observability.progress import BOUNDS_MS, LatencyHistogram, read_progress
 
 STAGES = ("ingest", "process")
 FINAL = ("drained", "stopped", "failed")
@@ -41,8 +42,12 @@ def pid_alive(pid: Any) -> bool:
 def percentiles(h: dict[str, Any] | None) -> dict[str, float | None]:
     """p50/p95/p99 (ms) of a progress-file histogram (``{"counts": [...]}``)."""
     hist = LatencyHistogram(list(h["counts"])) if h and h.get("counts") else LatencyHistogram()
-    return {"count": float(hist.total), "p50": hist.percentile(0.5), "p95": hist.percentile(0.95),
-            "p99": hist.percentile(0.99)}  # fmt: skip
+
+    def finite(v: float | None) -> float | None:  # over the last bucket (~33 min): shown as its bound, JSON-safe
+        return None if v is None else v if math.isfinite(v) else float(BOUNDS_MS[-1])
+
+    return {"count": float(hist.total), "p50": finite(hist.percentile(0.5)), "p95": finite(hist.percentile(0.95)),
+            "p99": finite(hist.percentile(0.99))}  # fmt: skip
 
 
 def stage_view(home: Path, stage: str, now: float | None = None) -> dict[str, Any]:

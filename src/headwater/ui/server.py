@@ -105,7 +105,9 @@ class Dashboard:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/api/state":
-                    self._send(200, "application/json", json.dumps(dashboard.state(), default=str).encode())
+                    self._send(
+                        200, "application/json", json.dumps(dashboard.state(), default=str, allow_nan=False).encode()
+                    )
                 elif path in ASSETS:
                     name, kind = ASSETS[path]
                     self._send(200, kind, resources.files("headwater.ui").joinpath("static", name).read_bytes())
