@@ -38,6 +38,11 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.setdefault(key, value)
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The package tier (tests/package: build, install in a fresh venv, its own stack) runs last.
+    items.sort(key=lambda item: item.get_closest_marker("package") is not None)  # stable: order kept within tiers
+
+
 @pytest.fixture(scope="session")
 def stack_config():  # type: ignore[no-untyped-def]
     from headwater.stack import StackConfig

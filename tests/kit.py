@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -21,11 +24,20 @@ from headwater.demo import malformed_ids
 ROW_KEY = "{salt(customer_id, 4)}|{customer_id}|{order_id:long}"
 
 
-def write_spec(tmp: Path, unique: str, *, max_offsets: int = 4000, versions: int = 5) -> Path:
-    """A spec like examples/orders.yaml with names unique to one test and families keeping versions."""
+def write_spec(tmp: Path, unique: str, *, max_offsets: int = 4000, versions: int = 5, table: str | None = None,
+               columns: str = "d: [amount, quantity, total, status, updated_at, dt]\n    x: {items: json, attrs: json}",
+               process: str = "", connections: str = "") -> Path:  # fmt: skip
+    """A spec like examples/orders.yaml with names unique to one test and families keeping versions.
+
+    ``table`` reads another Hive table than ``db_<unique>.orders_raw`` (tests may share one);
+    ``columns`` is the sink's column mapping (YAML, indented as inside ``columns:``; ``families``
+    keeps ``versions`` for ``d`` and ``x`` if present); ``process`` adds options to ``process:``
+    (``", checkpoint: /x"``); ``connections`` is a ``connections:`` block (YAML) or empty.
+    """
+    families = ", ".join(f"{f}: {{max_versions: {versions}}}" for f in ("d", "x") if f"{f}:" in columns)
     text = f"""
 name: t{unique}
-source: {{type: hive, table: db_{unique}.orders_raw, mode: incremental, watermark: updated_at,
+source: {{type: hive, table: {table or f"db_{unique}.orders_raw"}, mode: incremental, watermark: updated_at,
           partitions: true, poll: 1 second}}
 topic: {{name: t{unique}.orders, partitions: 2, key: [order_id]}}
 schema:
@@ -47,11 +59,11 @@ sink:
   row_key: "{ROW_KEY}"
   version: updated_at
   columns:
-    d: [amount, quantity, total, status, updated_at, dt]
-    x: {{items: json, attrs: json}}
-  families: {{d: {{max_versions: {versions}}}, x: {{max_versions: {versions}}}}}
+    {columns}
+  families: {{{families}}}
 dead_letter: {{topic: t{unique}.orders.dlq}}
-process: {{trigger: 1 second, max_offsets_per_trigger: {max_offsets}}}
+process: {{trigger: 1 second, max_offsets_per_trigger: {max_offsets}{process}}}
+{connections}
 """
     path = tmp / f"t{unique}.yaml"
     path.write_text(text)
@@ -108,9 +120,12 @@ def hbase_cells(host: str, port: int, table: str) -> dict[bytes, dict[str, list[
     return out
 
 
-def compare(expected: dict[tuple[str, int], dict[str, Any]], cells: dict[bytes, dict[str, list[tuple[int, bytes]]]]
-            ) -> dict[str, list[Any]]:  # fmt: skip
-    """Lost, phantom, duplicated (more than one version or wrong timestamp) and corrupt rows."""
+def compare(expected: dict[tuple[str, int], dict[str, Any]], cells: dict[bytes, dict[str, list[tuple[int, bytes]]]],
+            types: dict[str, str] | None = None) -> dict[str, list[Any]]:  # fmt: skip
+    """Lost, phantom, duplicated (more than one version or wrong timestamp) and corrupt rows.
+
+    ``types`` names the columns the sink writes (default: all of :data:`TYPES`)."""
+    types = types or TYPES
     from headwater.sinks.codec import decode_value
     from headwater.sinks.rowkey import RowKeyTemplate
 
@@ -128,10 +143,10 @@ def compare(expected: dict[tuple[str, int], dict[str, Any]], cells: dict[bytes, 
         for col, versions in cols.items():
             if len(versions) != 1 or versions[0][0] != exp["_ts"]:
                 report["dup"].append((key, col, [v[0] for v in versions]))
-            value = decode_value(versions[0][1], TYPES[col])
+            value = decode_value(versions[0][1], types[col])
             if value != exp[col]:
                 report["corrupt"].append((key, col, value, exp[col]))
-        if set(cols) != set(TYPES):
+        if set(cols) != set(types):
             report["corrupt"].append((key, "columns", sorted(cols)))
     report["lost"] = sorted(set(expected) - seen)[:20]
     return report
@@ -160,16 +175,61 @@ def read_topic(bootstrap: str, topic: str) -> list[Any]:
     return out
 
 
-def dead_letters(bootstrap: str, topic: str) -> dict[int, dict[str, Any]]:
-    """Dead-letter envelopes by the order_id inside their original value (deduplicated by source position)."""
+class DeadLetters(dict[int, dict[str, Any]]):
+    """Dead-letter envelopes by the order_id inside their original value, and the duplicates found.
+
+    ``duplicates`` maps a source position (``topic:partition:offset``, the record key) that appears
+    more than once in the dead-letter topic to its extra copies. A source position that Kafka holds
+    twice (ingest replayed an increment) is two positions, not a duplicate.
+    """
+
+    duplicates: dict[str, int]
+
+    @property
+    def duplicated(self) -> int:
+        """Envelopes beyond the first of their source position."""
+        return sum(self.duplicates.values())
+
+
+def dead_letters(bootstrap: str, topic: str, *, allow_duplicates: bool = False) -> DeadLetters:
+    """Every dead letter of ``topic``. A source position present twice fails the test unless
+    ``allow_duplicates`` (a fault test that knows why: then the copies are counted, and must be
+    identical); see ``DeadLetters.duplicates``."""
+    copies: Counter[str] = Counter()
     by_position: dict[str, dict[str, Any]] = {}
     for msg in read_topic(bootstrap, topic):
-        by_position[msg.key().decode()] = json.loads(msg.value())
-    out = {}
+        position = msg.key().decode()
+        env = json.loads(msg.value())
+        copies[position] += 1
+        if position in by_position:  # a copy: the same record, dead-lettered for the same reason
+            first = by_position[position]
+            assert (first["value_b64"], first["reason"]) == (env["value_b64"], env["reason"]), (first, env)
+        by_position[position] = env
+    out = DeadLetters()
+    out.duplicates = {p: n - 1 for p, n in copies.items() if n > 1}
+    if out.duplicates and not allow_duplicates:
+        raise AssertionError(f"{out.duplicated} duplicate dead letter(s) in {topic}: {sorted(out.duplicates)[:10]}")
     for env in by_position.values():
         original = json.loads(base64.b64decode(env["value_b64"]))
         out[original["order_id"]] = env
     return out
+
+
+def start_stage(spec: Path, stage: str, log: Path, *args: str, env: dict[str, str] | None = None
+                ) -> subprocess.Popen[bytes]:  # fmt: skip
+    """``headwater run SPEC --stage STAGE ARGS`` in the background, in its own session (a process group
+    holding the stage, its Spark JVM and the JVM's Python workers), stderr and stdout to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "headwater.cli", "run", str(spec), "--stage", stage, *args],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, **(env or {})})  # fmt: skip
+
+
+def kill9(proc: subprocess.Popen[Any]) -> None:
+    """``kill -9`` of a stage started by :func:`start_stage`: the stage, its JVM and its Python workers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
 
 
 def now_iso() -> str:

@@ -43,16 +43,21 @@ class PipelineContext:
     @cached_property
     def source(self) -> Source:
         cls = plugins.get("source", self.spec.source.type)
-        return cls(self.spec.source)  # type: ignore[no-any-return]
+        return cls(self.spec.source, self.spec.connections)  # type: ignore[no-any-return]
 
     @cached_property
     def transforms(self) -> list[Transform]:
         return [plugins.get("transform", t.type)(t) for t in self.spec.transforms]
 
     @cached_property
+    def sinks(self) -> list[Sink]:
+        """The pipeline's sinks, in spec order."""
+        return [plugins.get("sink", c.type)(c, self.spec.connections) for c in self.spec.sinks]
+
+    @property
     def sink(self) -> Sink:
-        cls = plugins.get("sink", self.spec.sink.type)
-        return cls(self.spec.sink, self.spec.connections)  # type: ignore[no-any-return]
+        """The first sink."""
+        return self.sinks[0]
 
     def spark(self, app: str, extra_conf: dict[str, Any] | None = None) -> SparkSession:
         """The SparkSession of this process, a client of the spec's metastore, with the Kafka connector."""
@@ -101,13 +106,8 @@ def reset_pipeline(spec: PipelineSpec, *, topics: bool = False, table: bool = Fa
             fut.result(timeout=30)
             done.append(f"topic {name} deleted")
     if table:
-        from headwater.sinks.hbase_admin import connect
-
-        with connect(spec.connections.hbase) as client:
-            full = spec.sink.full_table  # type: ignore[attr-defined]
-            if client.table_exists(full):
-                client.delete_table(full)
-                done.append(f"table {full} deleted")
+        for sink in ctx.sinks:
+            done += sink.drop()
     return done
 
 

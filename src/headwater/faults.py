@@ -98,7 +98,13 @@ _RULES: list[_Rule] = [
     # --- Thrift servers: a server-side error that is not an I/O error ("Internal error processing") --
     _rule(r"TApplicationException|Internal error processing \w+", "permanent", "server_error",
           "Thrift server error ({match})"),
+    _rule(r"No space left on device|DiskSpaceExceeded|QuotaExceeded", "permanent", "disk_full",
+          "no space left for the checkpoint or state ({match})"),
     # --- transient: services away or busy --------------------------------------------------------
+    # A Python worker killed (OOM killer, kill -9, segfault) fails its task, and local mode never
+    # retries a task: the query restarts from its checkpoint instead; the batch is replayed.
+    _rule(r"Python worker exited unexpectedly|Python worker crashed", "transient", "worker_crashed",
+          "a Python worker died ({match})"),
     _rule(r"NotServingRegionException|RegionMovedException|RegionOpeningException|RegionTooBusyException|"
           r"ServerNotRunningYetException|PleaseHoldException|CallQueueTooBigException|RegionServerStoppedException",
           "transient", "region_moving", "HBase: region moving or busy ({match})"),

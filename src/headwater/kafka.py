@@ -15,6 +15,28 @@ if TYPE_CHECKING:
     from headwater.spec.models import KafkaConnection
 
 
+# Producer settings for Spark's Kafka sink: idempotent, all replicas, bounded waits so a broker
+# outage fails the write (and the loop retries it) instead of hanging.
+PRODUCER_OPTIONS = {
+    "kafka.acks": "all",
+    "kafka.enable.idempotence": "true",
+    "kafka.linger.ms": "20",
+    "kafka.batch.size": "262144",
+    "kafka.compression.type": "lz4",
+    "kafka.max.block.ms": "30000",
+    "kafka.delivery.timeout.ms": "60000",
+    "kafka.request.timeout.ms": "20000",
+}
+
+
+def use_v2_writes(spark: Any) -> None:
+    """Write to Kafka through the DataSource V2 path: there an observation completes with the write
+    (through the V1 path, the default for "kafka", it never does)."""
+    key = "spark.sql.sources.useV1SourceList"
+    sources = [s for s in str(spark.conf.get(key)).split(",") if s.strip().lower() != "kafka"]
+    spark.conf.set(key, ",".join(sources))
+
+
 def client_config(conn: KafkaConnection, **extra: Any) -> dict[str, Any]:
     """confluent-kafka configuration for ``conn`` (its extra options included, secrets revealed).
 

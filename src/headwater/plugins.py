@@ -24,6 +24,7 @@ Kind = Literal["source", "transform", "sink"]
 _BUILTINS: dict[Kind, dict[str, str]] = {
     "source": {
         "hive": "headwater.sources.hive:HiveSource",
+        "kafka": "headwater.sources.kafka:KafkaSource",
     },
     "transform": {
         "sql": "headwater.transforms.sql:SqlTransform",
@@ -36,6 +37,7 @@ _BUILTINS: dict[Kind, dict[str, str]] = {
     },
     "sink": {
         "hbase": "headwater.sinks.hbase:HBaseSink",
+        "kafka": "headwater.sinks.kafka:KafkaSink",
     },
 }
 

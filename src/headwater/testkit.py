@@ -152,7 +152,7 @@ def run_locally(
     df = dec.good_records(checked, schema)
     good = df.count()
     transforms = PipelineContext(spec, home=Path(".")).transforms
-    stateful = [type(t).__name__ for t in transforms if getattr(t, "stateful", False)]
+    stateful = [type(t).__name__ for t in transforms if t.stateful]
     if stateful:
         raise ConfigError(f"pipeline '{spec.name}': the test kit runs stateless transforms only; "
                           f"{', '.join(stateful)} need a streaming query")  # fmt: skip

@@ -15,14 +15,18 @@ from kit import compare, dead_letters, expected_from_hive, hbase_cells, read_top
 pytestmark = pytest.mark.e2e
 
 
-def _check(stack, spark, spec) -> tuple[int, int]:  # type: ignore[no-untyped-def]
-    """HBase equals the oracle exactly; dead letters are exactly the malformed ids. Returns (rows, dlq)."""
+def _check(stack, spark, spec, replayed: bool = False) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """HBase equals the oracle exactly; dead letters are exactly the malformed ids. Returns (rows, dlq).
+
+    ``replayed``: a batch was replayed after a kill, so its dead letters may be in the topic twice
+    (counted and printed; docs/guarantees.md explains why)."""
     expected, expected_dlq = expected_from_hive(spark, spec.source.table)
     cells = hbase_cells(stack.config.host, stack.config.thrift2_port, spec.sink.full_table)
     report = compare(expected, cells)
     assert report == {"lost": [], "phantom": [], "dup": [], "corrupt": []}
     assert len(cells) == len(expected)
-    dlq = dead_letters(stack.config.kafka_bootstrap, spec.dead_letter.topic)
+    dlq = dead_letters(stack.config.kafka_bootstrap, spec.dead_letter.topic, allow_duplicates=replayed)
+    print(f"dead letters: {len(dlq)}, duplicated by the replay: {dlq.duplicated}")
     assert {k: v["reason"] for k, v in dlq.items()} == expected_dlq
     for env in dlq.values():
         assert env["v"] == 1 and env["source"]["topic"] == spec.topic.name and env["source"]["offset"] >= 0
@@ -67,7 +71,7 @@ def test_kill_process_stage_mid_stream(stack, spark, unique, tmp_path) -> None: 
     assert 0 < len(partial) < 11_000
     out = run_cli("run", str(path), "--stage", "process", "--until-drained")
     assert out.returncode == 0, out.stderr[-3000:]
-    _check(stack, spark, spec)
+    _check(stack, spark, spec, replayed=True)
 
 
 def test_kill_ingest_between_produce_and_commit(stack, spark, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -236,6 +236,7 @@ VALID_TOP = ", ".join(
         "process",
         "schema",
         "sink",
+        "sinks",
         "source",
         "state_topic",
         "topic",
@@ -245,8 +246,8 @@ VALID_TOP = ", ".join(
 
 BAD = {
     "unknown top-level key": (
-        GOOD + "sinks: {}\n",
-        f"pipeline.yaml:19: sinks: unknown field 'sinks' (did you mean 'sink'?); valid: {VALID_TOP} (got {{}})",
+        GOOD + "sinkz: {}\n",
+        f"pipeline.yaml:19: sinkz: unknown field 'sinkz' (did you mean 'sink'?); valid: {VALID_TOP} (got {{}})",
     ),
     "unknown field in source": (
         edit("  table: db.orders", "  tabel: db.orders"),
@@ -447,5 +448,39 @@ def test_json_schema_has_real_plugins() -> None:
     assert config_of("hbase")["additionalProperties"] is False
     assert config_of("fake")  # registered plugins are in the unions too
     assert "schema" in schema["properties"]
-    assert set(schema["required"]) >= {"name", "source", "topic", "sink", "dead_letter"}
+    assert set(schema["required"]) >= {"name", "source", "dead_letter"}  # `topic`: unless the source is one
+    assert schema["anyOf"] == [{"required": ["sink"]}, {"required": ["sinks"]}]
     assert "oneOf" in schema["properties"]["transforms"]["items"]
+
+
+def test_several_sinks_by_name() -> None:
+    """`sinks:` lists several sinks; `sink` is the first; names must differ; not both forms at once."""
+    from headwater.errors import ConfigError
+
+    listed = ("sinks:\n  - {type: fakesink, name: serving, table: 'ns:orders', row_key: [id]}\n"
+              "  - {type: fakesink, name: archive, table: 'ns:archive', row_key: [id]}\n")  # fmt: skip
+    two = GOOD.replace("sink:\n  type: fakesink\n  table: ns:orders\n  row_key: [id]\n", listed)
+    assert listed in two
+    spec = load(two)
+    assert [s.name for s in spec.sinks] == ["serving", "archive"] and spec.sink is spec.sinks[0]
+    with pytest.raises(ConfigError, match="sink names must differ: serving used twice"):
+        load(two.replace("name: archive", "name: serving"))
+    with pytest.raises(ConfigError, match="give `sink` or `sinks`, not both"):
+        load(two + "sink: {type: fakesink, table: 'ns:x', row_key: [id]}\n")
+    with pytest.raises(ConfigError, match="a pipeline needs a sink"):
+        load(two.replace(listed, ""))
+
+
+def test_a_kafka_source_is_the_pipelines_topic() -> None:
+    """A source that is a Kafka topic gives the spec its topic (no ingest stage, no `topic:` needed)."""
+    from headwater.errors import ConfigError
+
+    text = GOOD.replace("source:\n  type: fake\n  table: db.orders\ntopic:\n  name: orders.v1\n  key: [id]\n",
+                        "source: {type: kafka, topic: app.events, key_fields: [id]}\n")  # fmt: skip
+    assert "app.events" in text and "orders.v1" not in text
+    spec = load(text)
+    assert (spec.topic.name, spec.topic.key) == ("app.events", ["id"])
+    with pytest.raises(ConfigError, match="the source is topic app.events"):
+        load(text + "topic: {name: other, key: [id]}\n")
+    with pytest.raises(ConfigError, match="`topic` is required"):
+        load(GOOD.replace("topic:\n  name: orders.v1\n  key: [id]\n", ""))

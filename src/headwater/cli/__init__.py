@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from headwater import redact
+from headwater import __version__, redact
 from headwater.errors import HeadwaterError
 
 
@@ -25,7 +25,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group)
-@click.version_option(package_name="headwater")
+@click.version_option(__version__, "--version", prog_name="headwater", message="%(prog)s %(version)s")
 def cli() -> None:
     """headwater: declarative real-time pipelines on Hive, Kafka, Spark and HBase."""
 

@@ -97,8 +97,9 @@ def run(specs: tuple[str, ...], stage: str, until_drained: bool, wait_for_ingest
         loaded = [load_spec(p) for p in paths]  # a spec with errors starts nothing
         for s in loaded:
             kafka.check_reachable(s.connections.kafka)
-            t = s.topic  # created here so the process stage can subscribe while ingest starts up
-            kafka.ensure_topic(s.connections.kafka, t.name, t.partitions, t.replication, t.config)
+            if PipelineContext(s).source.needs_ingest:
+                t = s.topic  # created here so the process stage can subscribe while ingest starts up
+                kafka.ensure_topic(s.connections.kafka, t.name, t.partitions, t.replication, t.config)
         code = _run_all(paths, [PipelineContext(s) for s in loaded], until_drained, verbose, log_format,
                         None if no_ui else ui_port)  # fmt: skip
         sys.exit(code)
@@ -106,6 +107,8 @@ def run(specs: tuple[str, ...], stage: str, until_drained: bool, wait_for_ingest
         raise click.UsageError(f"--stage {stage} runs one spec; got {len(paths)}")
     s = load_spec(paths[0])
     ctx = PipelineContext(s)
+    if stage == "ingest" and not ctx.source.needs_ingest:
+        raise HeadwaterError(f"source: {ctx.source.describe()} needs no ingest stage; run --stage process")
     runner = _stage(ctx, stage)
     from headwater.observability.metrics import start_for_stage
 
@@ -175,7 +178,9 @@ def _run_all(paths: list[str], contexts: list[Any], until_drained: bool, verbose
     procs: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
     for path, ctx in zip(paths, contexts, strict=True):
         base = [sys.executable, "-m", "headwater.cli", "run", path]
-        for name, flags in (("ingest", []), ("process", ["--wait-for-ingest"])):
+        stages = ["ingest", "process"] if ctx.source.needs_ingest else ["process"]
+        for name in stages:
+            flags = ["--wait-for-ingest"] if name == "process" and "ingest" in stages else []
             log = (ctx.home / f"{name}.log").open("ab")
             procs[(ctx.spec.name, name)] = subprocess.Popen([*base, "--stage", name, *extra, *flags], stdout=log,
                                                             stderr=log, start_new_session=True)  # fmt: skip
@@ -194,7 +199,7 @@ def _run_all(paths: list[str], contexts: list[Any], until_drained: bool, verbose
     failure: HeadwaterError | None = None
     with display:
         for ctx in contexts:
-            pids = ", ".join(f"{n} pid {procs[(ctx.spec.name, n)].pid}" for n in ("ingest", "process"))
+            pids = ", ".join(f"{n} pid {p.pid}" for (name, n), p in procs.items() if name == ctx.spec.name)
             display.echo(f"{ctx.spec.name}: {pids}; logs: headwater logs {ctx.spec.name} (in {ctx.home})")
         if ui_port is not None:
             from headwater.ui.server import Dashboard

@@ -103,6 +103,9 @@ def _token(token_env: str | None) -> SecretStr | None:
 @_type_option
 def serve(spec: str, host: str, port: int, token_env: str | None, insecure: bool, types: dict[str, str]) -> None:
     """Serve a pipeline's HBase table over HTTP (docs at /docs)."""
+    from headwater.extras import require
+
+    require("serve", "headwater serve")
     token = _token(token_env)
     check_bind(host, token, insecure)  # before loading anything: a refusal costs nothing
     import uvicorn

@@ -25,7 +25,6 @@ from headwater.observability.progress import ProgressFile
 from headwater.sources import drift
 from headwater.streaming.observe import complete
 from headwater.testing import fault_point
-from headwater.timeutil import parse_duration
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, Observation, SparkSession
@@ -34,19 +33,6 @@ if TYPE_CHECKING:
     from headwater.context import PipelineContext
 
 log = logging.getLogger("headwater.ingest")
-
-# Producer settings for Spark's Kafka sink: idempotent, all replicas, bounded waits so a broker
-# outage fails the write (and the loop retries it) instead of hanging.
-PRODUCER_OPTIONS = {
-    "kafka.acks": "all",
-    "kafka.enable.idempotence": "true",
-    "kafka.linger.ms": "20",
-    "kafka.batch.size": "262144",
-    "kafka.compression.type": "lz4",
-    "kafka.max.block.ms": "30000",
-    "kafka.delivery.timeout.ms": "60000",
-    "kafka.request.timeout.ms": "20000",
-}
 
 
 @dataclass
@@ -87,7 +73,7 @@ class IngestStage:
         if kafka.ensure_topic(conn, t.name, t.partitions, t.replication, t.config):
             log.info("created topic %s with %d partitions", t.name, t.partitions)
         self.positions.ensure()
-        _kafka_writes_v2(self.spark)
+        kafka.use_v2_writes(self.spark)
 
     @functools.cached_property
     def record_limit(self) -> int:
@@ -117,7 +103,7 @@ class IngestStage:
         records, obs = _counted(to_records(inc.df, self.spec.topic.key), self.record_limit)
         (
             fits(records, self.record_limit).write.format("kafka").options(**kafka.spark_options(conn))
-            .options(**PRODUCER_OPTIONS).option("topic", self.spec.topic.name).mode("append").save()
+            .options(**kafka.PRODUCER_OPTIONS).option("topic", self.spec.topic.name).mode("append").save()
         )  # fmt: skip
         rows, too_large = (int(obs.get["rows"]), int(obs.get["too_large"])) if complete(obs) else (None, None)
         if rows is None or too_large is None:
@@ -141,7 +127,7 @@ class IngestStage:
 
         from headwater.streaming import dlq
 
-        source = f"{self.spec.source.type}:{getattr(self.spec.source, 'table', self.spec.topic.name)}"
+        source = self.ctx.source.describe()
         big = too_large_records(to_records(df, self.spec.topic.key), self.record_limit)
         detail = F.concat(F.lit("record of key "), F.substring(F.col("key"), 1, 200), F.lit(" is "),
                           record_size().cast("string"), F.lit(f" bytes; topic '{self.spec.topic.name}' takes at most "
@@ -180,7 +166,7 @@ class IngestStage:
         recorded = (position or {}).get("schema")
         if isinstance(recorded, dict) and recorded != current:
             diff = drift.compare(recorded, current, drift.used_columns(self.spec), drift.required_columns(struct))
-            source = getattr(self.spec.source, "table", self.spec.source.type)
+            source = self.ctx.source.describe()
             if not diff.compatible:
                 self.progress.set(state="failed", last_error="incompatible source schema change")
                 self.progress.flush()
@@ -202,7 +188,7 @@ class IngestStage:
         self.progress.set(state="preparing")
         self.progress.flush()
         self.prepare()
-        poll = parse_duration(getattr(self.spec.source, "poll", "5 seconds"))
+        poll = self.ctx.source.poll_seconds()
         bound = self.spec.ingest.retries
         budget = RetryBudget(bound.max, bound.within_seconds, self.clock)
         backoff = self.first_backoff
@@ -240,8 +226,6 @@ class IngestStage:
             self.progress.flush()
             log.info("%s: %d rows -> %d records in %.1fs", result.description, result.rows, result.produced,
                      result.seconds)  # fmt: skip
-            if self.spec.source.type == "hive" and getattr(self.spec.source, "mode", "") == "snapshot":
-                continue
         self.positions.close()
         self.progress.set(state="drained" if until_drained else "stopped")
         self.progress.flush()
@@ -276,14 +260,6 @@ def source_commit_ms(position: dict[str, Any]) -> float | None:
         return datetime.fromisoformat(value).timestamp() * 1000
     except ValueError:
         return None
-
-
-def _kafka_writes_v2(spark: SparkSession) -> None:
-    """Write to Kafka through the DataSource V2 path: there an observation completes with the write
-    (through the V1 path, the default for "kafka", it never does)."""
-    key = "spark.sql.sources.useV1SourceList"
-    sources = [s for s in str(spark.conf.get(key)).split(",") if s.strip().lower() != "kafka"]
-    spark.conf.set(key, ",".join(sources))
 
 
 def _counted(records: DataFrame, limit: int) -> tuple[DataFrame, Observation]:

@@ -40,6 +40,13 @@ COUNTERS: dict[str, tuple[str, str, bool]] = {
     "records_lost": ("records_lost", "Records gone from Kafka before they were read (on_data_loss: skip).", False),
 }
 RESTART_COUNTERS = ("query_restarts", "retries")  # process, ingest
+# stage counter -> the sink's own counter in the progress file's ``sinks.<name>``
+SINK_COUNTERS = {
+    "rows_written": "written",
+    "rows_deduped": "deduped",
+    "write_calls": "calls",
+    "write_retries": "retries",
+}
 
 # Histogram name in the progress file -> (metric, help, label name or None)
 HISTOGRAMS: dict[str, tuple[str, str]] = {
@@ -99,7 +106,14 @@ class ProgressCollector:
         up.add_metric(base, 0.0 if current in ("failed", "stopped") else 1.0)
         yield up
         counters: dict[str, float] = data.get("counters", {})
+        sinks: dict[str, dict[str, float]] = data.get("sinks") or {}
         for key, (name, doc, per_sink) in COUNTERS.items():
+            if per_sink and sinks:  # each sink counted on its own (progress ``sinks.<name>``)
+                fam = CounterMetricFamily(f"headwater_{name}", doc, labels=["pipeline", "stage", "sink"])
+                for sink_name, c in sorted(sinks.items()):
+                    fam.add_metric([*base, sink_name], float(c.get(SINK_COUNTERS[key], 0)))
+                yield fam
+                continue
             if key not in counters:
                 continue
             fam = CounterMetricFamily(

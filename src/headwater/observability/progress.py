@@ -40,6 +40,13 @@ class ProgressFile:
             for k, v in counters.items():
                 c[k] = c.get(k, 0) + v
 
+    def add_sink(self, name: str, **counters: int | float) -> None:
+        """Add to the counters of one sink (``sinks.<name>``): each sink is counted on its own."""
+        with self._guard:
+            c = self.data.setdefault("sinks", {}).setdefault(name, {})
+            for k, v in counters.items():
+                c[k] = c.get(k, 0) + v
+
     def set(self, **fields: Any) -> None:
         with self._guard:
             self.data.update(fields)

@@ -119,12 +119,12 @@ def pipeline_view(home: Path, spec: Any = None, now: float | None = None) -> dic
 def graph(spec: Any) -> dict[str, Any]:
     """Nodes of the pipeline: source -> topic -> transforms -> sinks, and the dead-letter topic."""
     source = spec.source
-    sink = spec.sink
+    sinks = getattr(spec, "sinks", None) or [spec.sink]
     return {
         "source": f"{source.type}:{getattr(source, 'table', '') or getattr(source, 'topic', '')}",
         "topic": spec.topic.name,
         "transforms": [t.type for t in spec.transforms],
-        "sinks": [f"{sink.type}:{getattr(sink, 'table', '')}"],
+        "sinks": [f"{s.name or s.type}:{getattr(s, 'table', '') or getattr(s, 'topic', '')}" for s in sinks],
         "dead_letter": spec.dead_letter.topic,
         "expectations": [e.name for e in spec.expectations],
     }

@@ -1,21 +1,22 @@
 """The sink contract, in two levels.
 
-``Sink`` lives on the driver: it validates config, prepares the target (creates tables) and
-returns a picklable writer description. The description opens a live connection only on the
-executor, inside ``write_partition``: a client is never pickled.
+``Sink`` lives on the driver: it validates its config against the records' schema, prepares the
+target (creates tables), writes each micro-batch and can drop its data for a reset. Where it writes
+from the executors, it builds a picklable description on the driver; the description opens a live
+connection only on the executor: a client is never pickled.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    import pyarrow as pa
     from pyspark.sql import DataFrame
+    from pyspark.sql.types import StructType
 
 
 class SinkConfig(BaseModel):
@@ -23,28 +24,76 @@ class SinkConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     type: str
+    name: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Name of this sink in progress, metrics and the summary; default its type.",
+    )  # fmt: skip
+
+
+@dataclass
+class SinkResult:
+    """What one write of a micro-batch did.
+
+    ``rows``: records given; ``written``: records (or cells' rows) stored; ``deduped``: records that
+    replaced another of the same identity in the same write; ``rejected``: records the sink refused
+    (each a dict with ``reason``, ``message``, ``partition``, ``offset``, ``payload``), which the
+    stage dead-letters; ``calls``/``retries``/``bytes``: the I/O it took.
+    """
+
+    rows: int = 0
+    written: int = 0
+    deduped: int = 0
+    calls: int = 0
+    retries: int = 0
+    bytes: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def counters(self) -> dict[str, int]:
+        """The numeric fields, for progress files and metrics."""
+        return {"rows": self.rows, "written": self.written, "deduped": self.deduped, "rejected": len(self.rejected),
+                "calls": self.calls, "retries": self.retries, "bytes": self.bytes}  # fmt: skip
 
 
 class Sink(ABC):
-    """A sink plugin. ``Config`` is its pydantic config model."""
+    """A sink plugin. ``Config`` is its pydantic config model; ``connections`` the spec's connections.
+
+    ``guarantee`` says, in one line, what a replayed micro-batch does to the target.
+    """
 
     Config: ClassVar[type[SinkConfig]]
+    guarantee: ClassVar[str] = "at least once"
 
     def __init__(self, config: SinkConfig, connections: Any) -> None:
         self.config = config
         self.connections = connections
 
+    @property
+    def name(self) -> str:
+        """The sink's name in progress and metrics (config ``name``, else its type)."""
+        return self.config.name or self.config.type
+
+    def required_fields(self) -> list[str]:
+        """Record fields that must be present and non-null (else the record is a dead letter)."""
+        return []
+
+    def columns_used(self, schema: StructType) -> list[str]:
+        """The columns of ``schema`` the sink reads (default: all)."""
+        return list(schema.fieldNames())
+
+    def check(self, schema: StructType) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`~headwater.errors.ConfigError` if the records (``schema``) do not fit the sink."""
+
     def prepare(self) -> None:  # noqa: B027 - optional hook
         """Create or check the target on the driver before the first write."""
 
+    def drop(self) -> list[str]:
+        """Delete what the sink wrote (``headwater reset --sinks``); returns what was done."""
+        return []
+
+    def describe_target(self) -> str:
+        """One line naming the target, e.g. ``hbase table demo:orders``."""
+        return f"{self.config.type} sink"
+
     @abstractmethod
-    def write(self, df: DataFrame) -> dict[str, int]:
-        """Write one micro-batch; return counters (at least ``rows``). Must be idempotent on replay."""
-
-
-class PartitionWriter(ABC):
-    """Executor-side writer over Arrow record batches; holds the live connection."""
-
-    @abstractmethod
-    def write_batches(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        """Write the batches; yield one small batch of counters per partition."""
+    def write(self, df: DataFrame) -> SinkResult:
+        """Write one micro-batch. Must be idempotent on replay, or say otherwise in ``guarantee``."""

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from headwater.sinks.base import Sink, SinkConfig
+from headwater.sinks.base import Sink, SinkConfig, SinkResult
 from headwater.sinks.codec import TYPE_NAMES
 from headwater.sinks.rowkey import RowKeyError, RowKeyTemplate
 
@@ -133,11 +133,39 @@ class HBaseSink(Sink):
 
     Config = HBaseSinkConfig
     config: HBaseSinkConfig
+    guarantee = (
+        "effectively once: row keys and cell timestamps come from the record, so a replay rewrites the same cells"
+    )
+
+    def required_fields(self) -> list[str]:
+        return list(RowKeyTemplate.parse(self.config.row_key).fields)
+
+    def columns_used(self, schema: StructType) -> list[str]:
+        desc = self.describe(schema)
+        return sorted({c.column for c in desc.cells} | set(self.required_fields())
+                      | ({desc.version} if desc.version else set())
+                      | {n for n in schema.fieldNames() if n in ("_hw_partition", "_hw_offset")})  # fmt: skip
+
+    def check(self, schema: StructType) -> None:
+        self.describe(schema)
 
     def prepare(self) -> None:
         from headwater.sinks.hbase_admin import ensure_table
 
         ensure_table(self.config, self.connections.hbase)
+
+    def drop(self) -> list[str]:
+        from headwater.sinks.hbase_admin import connect
+
+        with connect(self.connections.hbase) as client:
+            full = self.config.full_table
+            if client.table_exists(full):
+                client.delete_table(full)
+                return [f"table {full} deleted"]
+        return []
+
+    def describe_target(self) -> str:
+        return f"hbase table {self.config.full_table}"
 
     def describe(self, schema: StructType) -> WriterDescription:
         """Resolve the column mapping against the records' schema; raises ConfigError on a mismatch."""
@@ -174,22 +202,22 @@ class HBaseSink(Sink):
             max_cell_bytes=c.max_cell_bytes, max_request_bytes=c.max_request_bytes,
         )  # fmt: skip
 
-    def write(self, df: DataFrame) -> dict[str, Any]:
+    def write(self, df: DataFrame) -> SinkResult:
         """Write ``df`` (one micro-batch); return counters and the records the sink rejected."""
         from headwater.sinks.hbase_writer import RESULT_SCHEMA, make_writer
 
         desc = self.describe(df.schema)
-        needed = sorted({c.column for c in desc.cells} | set(RowKeyTemplate.parse(desc.row_key).fields)
-                        | ({desc.version} if desc.version else set())
-                        | {n for n in df.columns if n in ("_hw_partition", "_hw_offset")})  # fmt: skip
+        needed = self.columns_used(df.schema)
         results = df.select(*[f"`{n}`" for n in needed]).mapInArrow(make_writer(desc), RESULT_SCHEMA).collect()
-        totals: dict[str, Any] = {"rows": 0, "written": 0, "deduped": 0, "bytes": 0, "retries": 0, "calls": 0}
-        rejected = []
+        out = SinkResult()
         for r in results:
             if r["kind"] == "stats":
-                for k in ("rows", "written", "deduped", "bytes", "retries", "calls"):
-                    totals[k] += r[k]
+                out.rows += r["rows"]
+                out.written += r["written"]
+                out.deduped += r["deduped"]
+                out.bytes += r["bytes"]
+                out.retries += r["retries"]
+                out.calls += r["calls"]
             else:
-                rejected.append(r.asDict())
-        totals["rejected"] = rejected
-        return totals
+                out.rejected.append(r.asDict())
+        return out

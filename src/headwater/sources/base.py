@@ -24,6 +24,14 @@ class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: str
 
+    def topic_spec(self) -> dict[str, Any] | None:
+        """For a source that *is* a Kafka topic: the spec's ``topic`` (name, key), so the spec need not repeat it."""
+        return None
+
+    def kafka_fields(self) -> dict[str, str]:
+        """Record fields taken from the Kafka record itself: field name -> ``key``/``timestamp``/``partition``/``offset``."""
+        return {}
+
 
 @dataclass
 class Increment:
@@ -36,12 +44,30 @@ class Increment:
 
 
 class Source(ABC):
-    """A source plugin. ``Config`` is its pydantic config model."""
+    """A source plugin. ``Config`` is its pydantic config model; ``connections`` the spec's connections.
+
+    ``needs_ingest``: False for a source that already is a Kafka topic (the process stage reads it
+    directly, no ingest stage runs).
+    """
 
     Config: ClassVar[type[SourceConfig]]
+    needs_ingest: ClassVar[bool] = True
 
-    def __init__(self, config: SourceConfig) -> None:
+    def __init__(self, config: SourceConfig, connections: Any = None) -> None:
         self.config = config
+        self.connections = connections
+
+    def describe(self) -> str:
+        """One line naming what is read, e.g. ``hive table demo.orders``."""
+        return f"{self.config.type} source"
+
+    def poll_seconds(self) -> float:
+        """Pause between two reads when nothing was new."""
+        return 5.0
+
+    def finished(self, position: dict[str, Any] | None) -> bool:
+        """Whether nothing will ever be new after ``position`` (a snapshot that was read)."""
+        return False
 
     @abstractmethod
     def schema(self, spark: SparkSession) -> StructType:

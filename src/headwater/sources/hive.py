@@ -49,6 +49,17 @@ class HiveSource(Source):
     Config = HiveSourceConfig
     config: HiveSourceConfig
 
+    def describe(self) -> str:
+        return f"hive table {self.config.table}"
+
+    def poll_seconds(self) -> float:
+        from headwater.timeutil import parse_duration
+
+        return parse_duration(self.config.poll)
+
+    def finished(self, position: dict[str, Any] | None) -> bool:
+        return self.config.mode == "snapshot" and bool(position and position.get("done"))
+
     def check(self, spark: SparkSession) -> None:
         db, _, _name = self.config.table.partition(".")
         if not spark.catalog.databaseExists(db):

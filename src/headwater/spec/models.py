@@ -24,6 +24,7 @@ from pydantic import (
     ValidationInfo,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -368,7 +369,10 @@ class PipelineSpec(_Model):
         description="Declared record schema: column -> Spark SQL DDL type (bigint, decimal(12,2), ...). "
         "None: taken from the source.",
     )
-    topic: TopicSpec = Field(description="Kafka topic carrying the source records.")
+    topic: TopicSpec = Field(  # type: ignore[assignment]
+        default=None,
+        description="Kafka topic carrying the source records; a source that is a topic (kafka) gives it itself.",
+    )
     transforms: list[SerializeAsAny[TransformConfig]] = Field(
         default_factory=list, description="Transforms applied in order, each selected by 'type'."
     )
@@ -377,7 +381,15 @@ class PipelineSpec(_Model):
         description="Data-quality rules checked on every decoded record before the transforms; a failing "
         "record is warned about, dropped, dead-lettered (default) or stops the stage, per rule.",
     )
-    sink: SerializeAsAny[SinkConfig] = Field(description="Sink plugin config, selected by 'type'.")
+    # Set after validation whichever way the spec names its sinks (the validator below).
+    sink: SerializeAsAny[SinkConfig] = Field(  # type: ignore[assignment]
+        default=None, description="The sink, selected by 'type' (shorthand for a one-item `sinks`)."
+    )
+    sinks: list[SerializeAsAny[SinkConfig]] = Field(
+        default_factory=list,
+        description="Several sinks, each selected by 'type': every micro-batch is written to all of them "
+        "and commits only when all have written it. `sink` is the first.",
+    )
     dead_letter: DeadLetterSpec = Field(description="Topic for records that cannot be processed.")
     ingest: IngestSpec = Field(default_factory=IngestSpec, description="Ingest stage settings.")
     process: ProcessSpec = Field(default_factory=ProcessSpec, description="Streaming stage settings.")
@@ -435,12 +447,58 @@ class PipelineSpec(_Model):
             raise PydanticCustomError("topic_clash", "state topic must differ from topic.name and dead_letter.topic")
         return value
 
+    @model_validator(mode="after")
+    def _topic_from_the_source(self) -> PipelineSpec:
+        own = self.source.topic_spec() if isinstance(self.source, SourceConfig) else None
+        if own is not None:
+            if self.topic is not None and self.topic.name != own["name"]:
+                raise PydanticCustomError(
+                    "topic_clash", "the source is topic {own}: leave `topic` out or name the same topic",
+                    {"own": own["name"]},
+                )  # fmt: skip
+            if self.topic is None:
+                self.topic = TopicSpec(**own)
+        elif self.topic is None:
+            raise PydanticCustomError("topic", "`topic` is required: the Kafka topic the ingest stage produces to")
+        elif not self.topic.key:
+            raise PydanticCustomError(
+                "topic", "`topic.key` needs at least one column: the ingest stage keys records by it"
+            )
+        if self.dead_letter.topic == self.topic.name or self.state_topic == self.topic.name:
+            raise PydanticCustomError(
+                "topic_clash", "the dead-letter and state topics must differ from the pipeline's topic"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_way_to_name_sinks(self) -> PipelineSpec:
+        given = self.sink is not None
+        if given and self.sinks:
+            if self.sinks[0] is self.sink:
+                return self
+            raise PydanticCustomError("sinks", "give `sink` or `sinks`, not both")
+        if not given and not self.sinks:
+            raise PydanticCustomError("sinks", "a pipeline needs a sink: give `sink` (one) or `sinks` (a list)")
+        if given:
+            self.sinks = [self.sink]
+        else:
+            self.sink = self.sinks[0]
+        names = [s.name or s.type for s in self.sinks]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise PydanticCustomError(
+                "sink_names",
+                "sink names must differ: {twice} used twice; give each a `name`",
+                {"twice": ", ".join(twice)},
+            )
+        return self
+
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle the concrete plugin-typed subclass by its plugin type names (it is built at run time)."""
         types = (
             [self.source.type],
             [transform.type for transform in self.transforms],
-            [self.sink.type],
+            [sink.type for sink in self.sinks],
         )
         return (_unpickle, (type(self) is PipelineSpec, types, self.__getstate__()))
 

@@ -106,6 +106,7 @@ def _build(source: Resolved, transforms: Resolved, sink: Resolved, for_schema: b
     slot = _schema_slot if for_schema else _slot
     fields = PipelineSpec.model_fields
     transforms_type: Any = list[slot("transform", transforms)]  # type: ignore[misc]
+    sinks_type: Any = list[slot("sink", sink)]  # type: ignore[misc]
     model = create_model(
         "PipelineSpec",
         __base__=PipelineSpec,
@@ -116,7 +117,8 @@ def _build(source: Resolved, transforms: Resolved, sink: Resolved, for_schema: b
             transforms_type,
             Field(default_factory=list, description=fields["transforms"].description),
         ),
-        sink=(slot("sink", sink), Field(description=fields["sink"].description)),
+        sink=(slot("sink", sink), Field(default=None, description=fields["sink"].description)),
+        sinks=(sinks_type, Field(default_factory=list, description=fields["sinks"].description)),
     )
     return model
 
@@ -151,10 +153,12 @@ def spec_model_for(document: Mapping[str, Any]) -> type[PipelineSpec]:
     """The concrete :class:`PipelineSpec` model for a parsed document (imports only the types it names)."""
     transforms = document.get("transforms")
     items = transforms if isinstance(transforms, list) else []
+    listed = document.get("sinks")
+    sinks = listed if isinstance(listed, list) else []
     return spec_model(
         _type_of(document.get("source")),
         [name for item in items for name in _type_of(item)],
-        _type_of(document.get("sink")),
+        [*_type_of(document.get("sink")), *(name for item in sinks for name in _type_of(item))],
     )
 
 
@@ -171,4 +175,5 @@ def spec_json_schema() -> dict[str, Any]:
     model = spec_model(plugins.names("source"), plugins.names("transform"), plugins.names("sink"), for_schema=True)
     schema = model.model_json_schema(by_alias=True, mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["anyOf"] = [{"required": ["sink"]}, {"required": ["sinks"]}]  # one sink, or a list of them
     return schema

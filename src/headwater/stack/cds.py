@@ -114,7 +114,7 @@ def _train(archive: Path) -> None:
     from headwater import kafka
     from headwater.demo import create_orders
     from headwater.ingest.encode import to_records
-    from headwater.ingest.runner import PRODUCER_OPTIONS, _kafka_writes_v2
+    from headwater.kafka import PRODUCER_OPTIONS, use_v2_writes
     from headwater.spec.models import KafkaConnection
     from headwater.stack.jars import spark_kafka_jars
     from headwater.stack.spark import build_session
@@ -132,7 +132,7 @@ def _train(archive: Path) -> None:
     kafka.ensure_topic(conn, name, 1)
     try:
         create_orders(spark, f"{name}.orders", 2000)
-        _kafka_writes_v2(spark)
+        use_v2_writes(spark)
         rows = spark.table(f"{name}.orders").where("dt IS NOT NULL")
         (to_records(rows, ["order_id"]).write.format("kafka").options(**kafka.spark_options(conn))
          .options(**PRODUCER_OPTIONS).option("topic", name).mode("append").save())  # fmt: skip

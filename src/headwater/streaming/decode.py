@@ -27,13 +27,33 @@ META = ["_hw_topic", "_hw_partition", "_hw_offset", "_hw_kafka_ts"]
 _CORRUPT = "_hw_corrupt"
 
 
-def decode(raw: DataFrame, schema: StructType, required: list[str], keyed: bool = False) -> DataFrame:
+KAFKA_COLUMNS = {"key": "string", "timestamp": "timestamp", "partition": "int", "offset": "bigint"}
+
+
+def with_kafka_fields(schema: StructType, fields: dict[str, str]) -> StructType:
+    """``schema`` plus the record fields taken from the Kafka record (name -> key/timestamp/partition/offset)."""
+    from pyspark.sql.types import StructType
+
+    out = StructType(list(schema.fields))
+    for name, column in fields.items():
+        if name not in out.fieldNames():
+            out = out.add(name, KAFKA_COLUMNS[column])
+    return out
+
+
+def decode(raw: DataFrame, schema: StructType, required: list[str], keyed: bool = False,
+           kafka_fields: dict[str, str] | None = None) -> DataFrame:  # fmt: skip
     """Kafka rows (key, value, topic, partition, offset, timestamp) -> schema fields + meta + error columns.
 
     ``keyed``: the topic's records must carry a Kafka key (a null or empty one is ``missing_key``).
+    ``kafka_fields``: schema fields filled from the Kafka record instead of the value (name -> column).
     """
     from pyspark.sql import functions as F
     from pyspark.sql.types import DecimalType, StringType, StructField, StructType
+
+    kafka_fields = kafka_fields or {}
+    full = schema
+    schema = StructType([f for f in full.fields if f.name not in kafka_fields])
 
     # Spark's JSON reader parses decimal *strings* leniently ("12,50" -> 1250, grouping allowed);
     # top-level decimals are read as text and cast strictly with try_cast instead.
@@ -93,8 +113,10 @@ def decode(raw: DataFrame, schema: StructType, required: list[str], keyed: bool 
         .when(no_key, F.concat(F.lit("the Kafka key is "), F.when(F.col("key").isNull(), F.lit("null"))
                                .otherwise(F.lit("empty")), F.lit("; the topic is keyed by the record's key fields")))
     )  # fmt: skip
+    renamed = {"key": "key", "timestamp": "_hw_kafka_ts", "partition": "_hw_partition", "offset": "_hw_offset"}
+    own = {name: F.col(renamed[column]).cast(KAFKA_COLUMNS[column]) for name, column in kafka_fields.items()}
     return parsed.select(
-        "key", "value", *META, *[c.alias(n) for n, c in typed.items()],
+        "key", "value", *META, *[(own[f.name] if f.name in own else typed[f.name]).alias(f.name) for f in full.fields],
         error.alias(ERROR), detail.alias(ERROR_DETAIL),
     )  # fmt: skip
 

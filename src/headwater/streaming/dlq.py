@@ -80,10 +80,8 @@ def envelopes(bad: DataFrame, pipeline: str, stage: str, position: Column | None
 
 def write(records: DataFrame, conn: KafkaConnection, topic: str) -> None:
     """Append envelope rows to the dead-letter topic (idempotent producer, acks=all)."""
-    from headwater.ingest.runner import PRODUCER_OPTIONS
-
     (
-        records.write.format("kafka").options(**kafka.spark_options(conn)).options(**PRODUCER_OPTIONS)
+        records.write.format("kafka").options(**kafka.spark_options(conn)).options(**kafka.PRODUCER_OPTIONS)
         .option("includeHeaders", "true").option("topic", topic).mode("append").save()
     )  # fmt: skip
 

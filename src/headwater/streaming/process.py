@@ -45,6 +45,7 @@ from headwater.streaming.expectations import (
     progress_counters,
     validate_expectations,
 )
+from headwater.streaming.fanout import BatchWrite, SinkFanOut, empty_write
 from headwater.streaming.stateful import StatefulMode
 from headwater.testing import fault_point
 from headwater.transforms.python import dead_letter_rows, split_errors
@@ -72,6 +73,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         self.schema: StructType | None = None
         self.required: list[str] = []
         self.keyed = bool(self.spec.topic.key)  # records without a Kafka key are dead letters (missing_key)
+        self.kafka_fields = self.spec.source.kafka_fields()  # record fields from the Kafka record itself
         self._lock = threading.Lock()
         # Stateful mode: queries, transforms the side query replays, its window, where error rows stop.
         self.side_query: StreamingQuery | None = None
@@ -90,6 +92,11 @@ class ProcessStage(StatefulMode, DataLossChecks):
             self._spark = self.ctx.spark("process")
         return self._spark
 
+    @functools.cached_property
+    def fanout(self) -> SinkFanOut:
+        """The pipeline's sinks, written together."""
+        return SinkFanOut(self.ctx.sinks)
+
     def record_schema(self) -> StructType:
         """The declared schema (spec ``schema``), else the source's."""
         from pyspark.sql.types import StructType
@@ -105,23 +112,19 @@ class ProcessStage(StatefulMode, DataLossChecks):
 
     def prepare(self) -> None:
         """Check Kafka and the topic, create the dead-letter topic and the sink table, dry-run the plan."""
-        from headwater.sinks.rowkey import RowKeyTemplate
-
         conn = self.spec.connections.kafka
         kafka.check_reachable(conn)
         topics = kafka.admin(conn).list_topics(timeout=10).topics
         if self.spec.topic.name not in topics:
+            hint = "run the ingest stage first (it creates the topic)" if self.ctx.source.needs_ingest else (
+                "the application that writes it must create it")  # fmt: skip
             raise NotFoundError(
-                f"topic.name: Kafka topic '{self.spec.topic.name}' not found at {conn.bootstrap_servers}; "
-                "run the ingest stage first (it creates the topic)"
+                f"topic.name: Kafka topic '{self.spec.topic.name}' not found at {conn.bootstrap_servers}; {hint}"
             )
         d = self.spec.dead_letter
         kafka.ensure_topic(conn, d.topic, d.partitions, getattr(d, "replication", 1))
-        self.schema = self.record_schema()
-        row_key_fields = (
-            RowKeyTemplate.parse(self.spec.sink.row_key).fields if hasattr(self.spec.sink, "row_key") else []
-        )
-        self.required = list(dict.fromkeys([*self.spec.topic.key, *row_key_fields]))
+        self.schema = dec.with_kafka_fields(self.record_schema(), self.kafka_fields)
+        self.required = list(dict.fromkeys([*self.spec.topic.key, *self.fanout.required_fields()]))
         # Dry run: transforms over an empty frame must yield what the sink needs (fails before any data).
         empty = self.spark.createDataFrame([], self.schema)
         for meta, typ in (("_hw_topic", "string"), ("_hw_partition", "int"), ("_hw_offset", "bigint"),
@@ -133,9 +136,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         out = self._transform(empty)
         if self.stateful:
             self._plan_stateful(empty)
-        if hasattr(self.ctx.sink, "describe"):
-            self.ctx.sink.describe(out.schema)
-        self.ctx.sink.prepare()
+        self.fanout.prepare(out.schema)
 
     def _transform(self, df: DataFrame, errors: list[DataFrame] | None = None,
                    cached: list[DataFrame] | None = None) -> DataFrame:  # fmt: skip
@@ -147,7 +148,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
     @property
     def stateful(self) -> bool:
         """Whether a transform keeps state (then the stage runs in stateful mode)."""
-        return any(getattr(t, "stateful", False) for t in self.ctx.transforms)
+        return any(t.stateful for t in self.ctx.transforms)
 
     # --- one micro-batch ------------------------------------------------------------------------
     @property
@@ -159,7 +160,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         batches are decoded once into a cache instead.
         """
         return not any(e.action == "fail" for e in self.spec.expectations) and not any(
-            getattr(t, "marks_errors", False) for t in self.ctx.transforms
+            t.marks_errors for t in self.ctx.transforms
         )
 
     def process_batch(self, batch: DataFrame, batch_id: int) -> None:
@@ -170,32 +171,30 @@ class ProcessStage(StatefulMode, DataLossChecks):
         dead = out.bad + out.failed + out.rejected
         with self._lock:
             self._record_latency(out.timestamps_ms, out.written_at)
+            result.record(self.progress)
             self._record_legs(out, t0)
             self.progress.add(**out.dead_letter_counters())
             self.progress.add(
-                batches=1, rows_in=out.rows, rows_written=result.get("written", 0),
-                rows_deduped=result.get("deduped", 0), dead_lettered=dead,
-                filtered=max(0, out.rows - out.bad - out.failed - result.get("rows", 0)),
-                write_calls=result.get("calls", 0), write_retries=result.get("retries", 0),
-                busy_seconds=time.time() - t0,
+                batches=1, rows_in=out.rows, dead_lettered=dead,
+                filtered=max(0, out.rows - out.bad - out.failed - result.rows), busy_seconds=time.time() - t0,
             )  # fmt: skip
             self.progress.add(**progress_counters(out.expectations))
             self.progress.set(last_batch=batch_id)
-            if result.get("written", 0):
+            if result.primary.written:
                 self.progress.set(last_written_at=out.written_at)
             self.progress.flush()
         log.info("batch %d: %d in, %d written, %d dead-lettered in %.2fs", batch_id, out.rows,
-                 result.get("written", 0), dead, time.time() - t0)  # fmt: skip
+                 result.primary.written, dead, time.time() - t0)  # fmt: skip
 
     def _record_legs(self, out: _Batch, started: float) -> None:
         """The latency legs of a batch started at ``started`` and its duration (hold the lock)."""
-        sink = sink_label(self.spec)
         good = 0
         for ts_ms, count in out.timestamps_ms:
             self.progress.observe("latency.kafka_to_batch", started * 1000 - ts_ms, count)
             good += count
-        self.progress.observe(f"latency.batch_to_sink.{sink}", (out.written_at - started) * 1000, good)
-        self.progress.observe(f"sink_write.{sink}", out.sink_seconds * 1000)
+        for sink in out.result.results:  # the sinks write one after the other: the batch's written time for each
+            self.progress.observe(f"latency.batch_to_sink.{sink}", (out.written_at - started) * 1000, good)
+            self.progress.observe(f"sink_write.{sink}", out.sink_seconds * 1000)
         self.progress.observe("batch", (time.time() - started) * 1000)
 
     def _record_latency(self, timestamps_ms: list[tuple[float, int]], written_at: float) -> None:
@@ -213,7 +212,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
 
         assert self.schema is not None
         rules = self.spec.expectations
-        decoded = dec.decode(batch, self.schema, self.required, self.keyed)
+        decoded = dec.decode(batch, self.schema, self.required, self.keyed, self.kafka_fields)
         exp_obs = None
         if rules:
             from pyspark.sql import Observation
@@ -223,7 +222,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
             decoded = apply_expectations(flagged, rules, check_fail=False)
         observed, obs = observe.counted(decoded)
         sink_start = time.time()
-        result = self.ctx.sink.write(self._transform(dec.good_records(observed, self.schema)))
+        result = self.fanout.write(self._transform(dec.good_records(observed, self.schema)))
         written_at = time.time()
         if not observe.complete(obs):  # a sink that ran no action over the records: count them now
             observed.count()
@@ -231,7 +230,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         if counts.bad:
             rows = observe.bad_records_at(batch, self.spec.connections.kafka, self.spec.topic.name,
                                           counts.bad_positions)  # fmt: skip
-            again = dec.decode(rows, self.schema, self.required, self.keyed)
+            again = dec.decode(rows, self.schema, self.required, self.keyed, self.kafka_fields)
             bad = dec.bad_records(apply_expectations(again, rules, check_fail=False) if rules else again)
             dlq.write(dlq.envelopes(bad, self.spec.name, "decode"), self.spec.connections.kafka,
                       self.spec.dead_letter.topic)  # fmt: skip
@@ -246,7 +245,9 @@ class ProcessStage(StatefulMode, DataLossChecks):
         from pyspark.sql import functions as F
 
         assert self.schema is not None
-        raw = dec.decode(batch, self.schema, self.required, self.keyed).persist(StorageLevel.MEMORY_AND_DISK)
+        raw = dec.decode(batch, self.schema, self.required, self.keyed, self.kafka_fields).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
         cached: list[DataFrame] = []
         try:
             exp_counts = count_expectations(raw, self.spec.expectations)
@@ -255,11 +256,11 @@ class ProcessStage(StatefulMode, DataLossChecks):
             stats = decoded.groupBy(F.col(dec.ERROR).alias("reason"), bucket.alias("b")).count().collect()
             rows_in = sum(r["count"] for r in stats)
             bad = sum(r["count"] for r in stats if r["reason"] is not None)
-            result: dict[str, Any] = {"rows": 0, "written": 0, "deduped": 0, "rejected": []}
+            result = empty_write(self.fanout.sinks)
             errors: list[DataFrame] = []
             sink_start = time.time()
             if rows_in - bad > 0:
-                result = self.ctx.sink.write(self._transform(dec.good_records(decoded, self.schema), errors, cached))
+                result = self.fanout.write(self._transform(dec.good_records(decoded, self.schema), errors, cached))
             written_at = time.time()
             if bad:
                 dlq.write(dlq.envelopes(dec.bad_records(decoded), self.spec.name, "decode"),
@@ -315,7 +316,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
             self._note_lost(data_loss.lost_ranges(done, {p: low for p, (low, _) in marks.items()}))
         ends = {p: high for p, (_, high) in marks.items()}
         per_partition = {p: max(0, end - done.get(p, 0)) for p, end in ends.items()}
-        self.progress.set(lag_partitions=per_partition, topic=self.spec.topic.name, sink=sink_label(self.spec))
+        self.progress.set(lag_partitions=per_partition, topic=self.spec.topic.name)
         return sum(per_partition.values()), ends
 
     def _max_lag(self, queries: list[StreamingQuery]) -> int | None:
@@ -335,7 +336,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
     def _failed(self, exc: Exception) -> Exception:
         """Record ``exc`` as the stage's final state; returns it to raise."""
         with self._lock:
-            self.progress.set(state="failed", last_error=str(exc))
+            self.progress.set(state="failed", last_error=str(exc).strip().splitlines()[0][:500])
             self.progress.flush()
         return exc
 
@@ -435,9 +436,9 @@ class ProcessStage(StatefulMode, DataLossChecks):
             env.unpersist()
         return n
 
-    def _send_rejected(self, result: dict[str, Any]) -> int:
-        """Dead-letter the records the sink rejected; returns how many."""
-        rejected = result.get("rejected", [])
+    def _send_rejected(self, result: BatchWrite) -> int:
+        """Dead-letter the records the sinks rejected; returns how many."""
+        rejected = result.rejected()
         if rejected:
             env = dlq.rejected_envelopes(self.spark, rejected, self.spec.name, self.spec.topic.name)
             dlq.write(env, self.spec.connections.kafka, self.spec.dead_letter.topic)
@@ -452,7 +453,7 @@ class _Batch:
     bad: int
     failed: int
     rejected: int
-    result: dict[str, Any]
+    result: BatchWrite
     expectations: dict[str, dict[str, Any]]
     timestamps_ms: list[tuple[float, int]]  # Kafka append times of the written records: (ms, records)
     written_at: float
@@ -464,7 +465,7 @@ class _Batch:
         out: dict[str, int] = dict((self.reasons or {}).items())
         if self.failed:
             out["transform_error"] = out.get("transform_error", 0) + self.failed
-        for r in self.result.get("rejected", []):
+        for r in self.result.rejected():
             reason = str(r.get("reason") or "sink_rejected")
             out[reason] = out.get(reason, 0) + 1
         return {f"dead_letter.{k}": v for k, v in out.items() if v}
@@ -488,11 +489,6 @@ def _stop_between_batches(queries: list[StreamingQuery]) -> None:
         while q.isActive and q.status["isTriggerActive"] and time.monotonic() < deadline:
             time.sleep(0.05)
         q.stop()
-
-
-def sink_label(spec: Any) -> str:
-    """The ``sink`` label of the pipeline's sink in metrics: its name, else its type."""
-    return str(getattr(spec.sink, "name", None) or spec.sink.type)
 
 
 def _is_data_loss(message: str) -> bool:

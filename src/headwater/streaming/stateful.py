@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from headwater.context import PipelineContext
     from headwater.observability.progress import ProgressFile
     from headwater.spec.models import PipelineSpec
+    from headwater.streaming.fanout import BatchWrite, SinkFanOut
 
 log = logging.getLogger("headwater.process")
 
@@ -48,6 +49,7 @@ class StatefulMode:
         schema: StructType | None
         required: list[str]
         keyed: bool
+        kafka_fields: dict[str, str]
         progress: ProgressFile
         stop_event: threading.Event
         _lock: threading.Lock
@@ -62,20 +64,22 @@ class StatefulMode:
         def _kafka_stream(self) -> DataFrame: ...
         def _trigger(self, writer: Any, available_now: bool) -> Any: ...
         def _dead_letter(self, frames: list[DataFrame], decoded: DataFrame | None, stage: str) -> int: ...
-        def _send_rejected(self, result: dict[str, Any]) -> int: ...
+        def _send_rejected(self, result: BatchWrite) -> int: ...
+
+        @property
+        def fanout(self) -> SinkFanOut: ...
         def _record_latency(self, timestamps_ms: list[tuple[float, int]], written_at: float) -> None: ...
 
     def _plan_stateful(self, empty: DataFrame) -> None:
         """The side query's transforms (the main query's instances: one enrich copy for both) and window."""
         ts = self.ctx.transforms
         for t in ts:  # planned once: a static table is refreshed in place (see refresh_planned)
-            if hasattr(t, "planned"):
-                t.planned = True
-        windows = [i for i, t in enumerate(ts) if hasattr(t, "late_condition")]
-        self._cut = windows[0] if windows else max(i for i, t in enumerate(ts) if getattr(t, "stateful", False))
+            t.planned = True
+        windows = [i for i, t in enumerate(ts) if t.is_window]
+        self._cut = windows[0] if windows else max(i for i, t in enumerate(ts) if t.stateful)
         self._window = ts[self._cut] if windows else None
-        replay = [t for t in ts[: self._cut] if not getattr(t, "stateful", False)]
-        needed = self._window is not None or any(getattr(t, "marks_errors", False) for t in replay)
+        replay = [t for t in ts[: self._cut] if not t.stateful]
+        needed = self._window is not None or any(t.marks_errors for t in replay)
         self._replay = replay if needed else None
         out = functools.reduce(lambda df, t: split_errors(t.apply(df), None, None), self._replay or [], empty)
         lost = [c for c in ("_hw_partition", "_hw_offset") if c not in out.columns]
@@ -92,7 +96,7 @@ class StatefulMode:
         assert self.schema is not None
         base = self.ctx.checkpoint.rstrip("/")
         self.watermarks = BatchWatermarks(self.spark, f"{base}/main", self.spec.topic.name)
-        decoded = dec.decode(self._kafka_stream(), self.schema, self.required, self.keyed)
+        decoded = dec.decode(self._kafka_stream(), self.schema, self.required, self.keyed, self.kafka_fields)
         # Expectations: drop and dead_letter rows leave the main query here; the side query counts,
         # dead-letters and, for a `fail` rule, stops the pipeline (the main query never writes such a row).
         decoded = apply_expectations(decoded, self.spec.expectations, check_fail=False)
@@ -138,7 +142,7 @@ class StatefulMode:
             failed = self._dead_letter(errors, None, "transform")
             if "_hw_kafka_ts" in df.columns:  # a window keeps its newest record's (see WindowTransform)
                 df, stamps = observe.stamped(df)
-            result = self.ctx.sink.write(df)
+            result = self.fanout.write(df)
             written_at = time.time()
             rejected = self._send_rejected(result)
         finally:
@@ -148,14 +152,11 @@ class StatefulMode:
         with self._lock:
             if stamps is not None:
                 self._record_latency(observe.timestamps(stamps), written_at)
-            self.progress.add(
-                batches=1, rows_written=result.get("written", 0), rows_deduped=result.get("deduped", 0),
-                dead_lettered=failed + rejected, write_calls=result.get("calls", 0),
-                write_retries=result.get("retries", 0), busy_seconds=time.time() - t0,
-            )  # fmt: skip
+            result.record(self.progress)
+            self.progress.add(batches=1, dead_lettered=failed + rejected, busy_seconds=time.time() - t0)
             self.progress.set(last_batch=batch_id)
             self.progress.flush()
-        log.info("batch %d: %d written in %.2fs", batch_id, result.get("written", 0), time.time() - t0)
+        log.info("batch %d: %d written in %.2fs", batch_id, result.primary.written, time.time() - t0)
 
     def process_side_batch(self, batch: DataFrame, batch_id: int) -> None:
         """Side query of stateful mode: decode failures, transform failures and late rows -> dead letters."""
@@ -164,7 +165,9 @@ class StatefulMode:
 
         assert self.schema is not None
         t0 = time.time()
-        raw = dec.decode(batch, self.schema, self.required, self.keyed).persist(StorageLevel.MEMORY_AND_DISK)
+        raw = dec.decode(batch, self.schema, self.required, self.keyed, self.kafka_fields).persist(
+            StorageLevel.MEMORY_AND_DISK
+        )
         cached: list[DataFrame] = [raw]
         failed = late = 0
         try:

@@ -160,6 +160,7 @@ class WindowTransform(Transform):
     Config = WindowConfig
     config: WindowConfig
     stateful: ClassVar[bool] = True
+    is_window: ClassVar[bool] = True
 
     @property
     def size_us(self) -> int:
