@@ -6,7 +6,8 @@
 3. run examples/orders.yaml until drained (ingest and process as two processes) and print the summary;
 4. read a few rows back from HBase, decoded to their fields;
 5. keep the pipeline running, add a new partition to the Hive table, and show the new rows
-   arriving in HBase.
+   arriving in HBase;
+6. start the dashboard (`headwater ui`) in the background and print its address.
 
 Environment: DEMO_ROWS (default 300000), DEMO_NEW_ROWS (default 5000).
 """
@@ -92,7 +93,7 @@ def main() -> int:
                     "--limit", "3", "--type", "total=decimal"], check=False)  # fmt: skip
 
     step(f"5. live: the pipeline keeps running; a new partition with {new_rows:,} rows is added to Hive")
-    live = subprocess.Popen([*HEADWATER, "run", str(SPEC)], stderr=subprocess.DEVNULL)
+    live = subprocess.Popen([*HEADWATER, "run", str(SPEC), "--no-ui"], stderr=subprocess.DEVNULL)
     try:
         waited = wait_until_settled(PipelineContext(spec), live)
         print(f"  both stages up and idle after {waited:.1f}s (ingest polled once and found nothing new)")
@@ -133,8 +134,30 @@ def main() -> int:
         live.send_signal(signal.SIGINT)
         live.wait(timeout=120)
         spark.stop()
+    url, pid = start_dashboard(ctx)
     step("done. The stack keeps running: `.venv/bin/headwater stack status`, `... stack down` to stop it.")
+    print(
+        f"  status: .venv/bin/headwater status {SPEC.name}   logs: .venv/bin/headwater logs {SPEC.name} --stage process"
+    )
+    print(f"  dashboard (pid {pid}, stop it with `kill {pid}`): {url}", flush=True)
     return 0 if ok else 1
+
+
+def start_dashboard(ctx: PipelineContext, timeout: float = 30.0) -> tuple[str, int]:
+    """Start `headwater ui` on the example pipeline in the background; returns (its address, its pid)."""
+    log = ctx.home / "ui.log"
+    out = log.open("w")
+    proc = subprocess.Popen([*HEADWATER, "ui", str(SPEC), "--port", os.environ.get("DEMO_UI_PORT", "8787")],
+                            stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        text = log.read_text()
+        if "dashboard: " in text:
+            return text.split("dashboard: ", 1)[1].split()[0], proc.pid
+        if proc.poll() is not None:
+            raise SystemExit(f"the dashboard did not start: {text[-500:]}")
+        time.sleep(0.2)
+    raise SystemExit(f"the dashboard did not start within {timeout:.0f}s (log: {log})")
 
 
 if __name__ == "__main__":

@@ -231,6 +231,7 @@ VALID_TOP = ", ".join(
         "description",
         "expectations",
         "ingest",
+        "metrics",
         "name",
         "process",
         "schema",

@@ -19,6 +19,9 @@ class _Group(click.Group):
         except HeadwaterError as exc:
             click.echo(f"error: {redact.redact(str(exc))}", err=True)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C: a quiet stop, no traceback and no "Aborted!"
+            click.echo("interrupted", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=_Group)
@@ -42,9 +45,9 @@ def _register() -> None:
 
     for cmd in serve.COMMANDS:
         cli.add_command(cmd)
-    from headwater.cli import dlq
+    from headwater.cli import dlq, ops
 
-    for cmd in dlq.COMMANDS:
+    for cmd in [*dlq.COMMANDS, *ops.COMMANDS]:
         cli.add_command(cmd)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -17,13 +18,10 @@ from headwater import plugins
 from headwater.errors import HeadwaterError
 
 
-def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose or os.environ.get("HEADWATER_VERBOSE") else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr,
-    )  # fmt: skip
-    logging.getLogger("headwater").setLevel(logging.INFO)
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+def _setup_logging(verbose: bool = False, log_format: str = "text") -> None:
+    from headwater.observability.logs import setup_logging
+
+    setup_logging(verbose or bool(os.environ.get("HEADWATER_VERBOSE")), log_format)
 
 
 @click.command()
@@ -34,7 +32,7 @@ def validate(spec: str) -> None:
 
     s = load_spec(spec)
     click.echo(f"{spec}: ok (pipeline '{s.name}': {s.source.type} -> {s.topic.name} -> "
-               f"{len(s.transforms)} transform(s) -> {' + '.join(x.type for x in s.sinks)})")  # fmt: skip
+               f"{len(s.transforms)} transform(s) -> {s.sink.type})")  # fmt: skip
 
 
 @click.command()
@@ -61,34 +59,60 @@ def plugins_cmd() -> None:
 
 
 @click.command()
-@click.argument("spec", type=click.Path(dir_okay=False))
+@click.argument("specs", nargs=-1, required=True, type=click.Path())
 @click.option("--stage", type=click.Choice(["ingest", "process", "all"]), default="all", show_default=True)
 @click.option("--until-drained", is_flag=True, help="Exit 0 once the source has nothing new and all of it is stored.")
 @click.option("--wait-for-ingest", is_flag=True, hidden=True, help="(process) drain only after ingest drained.")
-@click.option("-v", "--verbose", is_flag=True)
-def run(spec: str, stage: str, until_drained: bool, wait_for_ingest: bool, verbose: bool) -> None:
-    """Run a pipeline: ingest and process as separate processes (``all``), or one stage here."""
+@click.option(
+    "--ui-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port of the dashboard served while the pipelines run (0: any free port).",
+)
+@click.option("--no-ui", is_flag=True, help="Serve no dashboard.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Format of the stage logs (json: one object per line).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Show the stage logs (Spark, JVM, librdkafka) on the terminal too.")
+def run(specs: tuple[str, ...], stage: str, until_drained: bool, wait_for_ingest: bool, ui_port: int, no_ui: bool,
+        log_format: str, verbose: bool) -> None:  # fmt: skip
+    """Run pipelines: each one's ingest and process as separate processes (``all``), or one stage here.
+
+    SPECS are spec files or folders of them (``*.yaml``); several run side by side with one display.
+    """
     from headwater.context import PipelineContext
     from headwater.observability.summary import render, summarize
     from headwater.spec import load_spec
 
-    _setup_logging(verbose)
-    s = load_spec(spec)  # a spec with errors starts nothing
-    ctx = PipelineContext(s)
+    paths = expand_specs(specs)
+    _setup_logging(verbose, log_format)
     if stage == "all":
         from headwater import kafka
 
-        kafka.check_reachable(s.connections.kafka)
-        stages = ["ingest", "process"] if ctx.source.needs_ingest else ["process"]
-        if ctx.source.needs_ingest:
-            t = s.topic  # created here so the process stage can subscribe while ingest starts up
-            kafka.ensure_topic(s.connections.kafka, t.name, t.partitions, t.replication, t.config)
-        code = _run_all(spec, ctx.home, until_drained, verbose, stages)
-        click.echo(f"\npipeline '{s.name}' summary:\n{render(summarize(ctx.home))}")
+        loaded = [load_spec(p) for p in paths]  # a spec with errors starts nothing
+        for s in loaded:
+            kafka.check_reachable(s.connections.kafka)
+            if PipelineContext(s).source.needs_ingest:
+                t = s.topic  # created here so the process stage can subscribe while ingest starts up
+                kafka.ensure_topic(s.connections.kafka, t.name, t.partitions, t.replication, t.config)
+        code = _run_all(paths, [PipelineContext(s) for s in loaded], until_drained, verbose, log_format,
+                        None if no_ui else ui_port)  # fmt: skip
         sys.exit(code)
+    if len(paths) != 1:
+        raise click.UsageError(f"--stage {stage} runs one spec; got {len(paths)}")
+    s = load_spec(paths[0])
+    ctx = PipelineContext(s)
     if stage == "ingest" and not ctx.source.needs_ingest:
         raise HeadwaterError(f"source: {ctx.source.describe()} needs no ingest stage; run --stage process")
     runner = _stage(ctx, stage)
+    from headwater.observability.metrics import start_for_stage
+
+    start_for_stage(runner.progress, s.name, s.metrics.host, s.metrics.port(stage))
     signal.signal(signal.SIGTERM, lambda *_: runner.stop_event.set())
     signal.signal(signal.SIGINT, lambda *_: runner.stop_event.set())
     if stage == "ingest":
@@ -107,6 +131,21 @@ def run(spec: str, stage: str, until_drained: bool, wait_for_ingest: bool, verbo
         click.echo(render(summarize(ctx.home)), err=True)
 
 
+def expand_specs(specs: tuple[str, ...] | list[str]) -> list[str]:
+    """Spec files, with each folder among ``specs`` replaced by its ``*.yaml``/``*.yml`` files (sorted)."""
+    out: list[str] = []
+    for item in specs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted([*path.glob("*.yaml"), *path.glob("*.yml")])
+            if not found:
+                raise click.UsageError(f"{item}: a folder with no *.yaml spec")
+            out.extend(str(f) for f in found)
+        else:
+            out.append(item)
+    return out
+
+
 def _stage(ctx, stage: str):  # type: ignore[no-untyped-def]
     if stage == "ingest":
         from headwater.ingest.runner import IngestStage
@@ -117,44 +156,91 @@ def _stage(ctx, stage: str):  # type: ignore[no-untyped-def]
     return ProcessStage(ctx)
 
 
-def _run_all(spec: str, home: Path, until_drained: bool, verbose: bool, stages: list[str]) -> int:
-    """Start the stages as child processes, show live progress, stop them on Ctrl-C."""
-    from headwater.observability.summary import progress_line
+def _run_all(paths: list[str], contexts: list[Any], until_drained: bool, verbose: bool, log_format: str,
+             ui_port: int | None) -> int:  # fmt: skip
+    """Start both stages of each pipeline as child processes, show them live, stop them on Ctrl-C or SIGTERM.
 
-    for f in ("ingest.progress.json", "process.progress.json"):
-        (home / f).unlink(missing_ok=True)
-    base = [sys.executable, "-m", "headwater.cli", "run", spec]
+    The stages run in sessions of their own: a Ctrl-C on the terminal reaches this process only, which
+    stops them cleanly (SIGTERM: they finish the batch in flight). Their output (Spark, JVM,
+    librdkafka) goes to a log file per stage (``headwater logs``); ``--verbose`` shows it here too.
+    """
+    from rich.console import Console
+
+    from headwater.cli.display import Display
+    from headwater.cli.ops import LogTail
+
+    homes = [c.home for c in contexts]
+    for home in homes:
+        for f in ("ingest.progress.json", "process.progress.json"):
+            (home / f).unlink(missing_ok=True)
     extra = (["--until-drained"] if until_drained else []) + (["-v"] if verbose else [])
-    logs = {name: (home / f"{name}.log").open("ab") for name in stages}
-    wait = ["--wait-for-ingest"] if "ingest" in stages else []
-    procs = {
-        name: subprocess.Popen([*base, "--stage", name, *extra, *(wait if name == "process" else [])],
-                               stdout=logs[name], stderr=logs[name])
-        for name in stages
-    }  # fmt: skip
-    pids = ", ".join(f"{name} pid {p.pid}" for name, p in procs.items())
-    click.echo(f"{pids}; logs in {home}", err=True)
-    interrupted = False
-    try:
-        while any(p.poll() is None for p in procs.values()):
-            time.sleep(2)
-            click.echo(progress_line(home), err=True)
-            failed = [n for n, p in procs.items() if p.poll() not in (None, 0)]
-            if failed:
-                raise _stage_failed(failed[0], procs[failed[0]].returncode, home)
-    except KeyboardInterrupt:
-        interrupted = True
-        click.echo("stopping (Ctrl-C) ...", err=True)
-    finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    return 130 if interrupted else 0
+    extra += ["--log-format", log_format]
+    procs: dict[tuple[str, str], subprocess.Popen[bytes]] = {}
+    for path, ctx in zip(paths, contexts, strict=True):
+        base = [sys.executable, "-m", "headwater.cli", "run", path]
+        stages = ["ingest", "process"] if ctx.source.needs_ingest else ["process"]
+        for name in stages:
+            flags = ["--wait-for-ingest"] if name == "process" and "ingest" in stages else []
+            log = (ctx.home / f"{name}.log").open("ab")
+            procs[(ctx.spec.name, name)] = subprocess.Popen([*base, "--stage", name, *extra, *flags], stdout=log,
+                                                            stderr=log, start_new_session=True)  # fmt: skip
+        (ctx.home / "run.json").write_text(json.dumps({"pid": os.getpid(), "spec": str(Path(path).resolve()),
+                                                       "started_at": time.time()}))  # fmt: skip
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    display = Display(homes, Console(stderr=True), Console())
+    tails = [LogTail(c.home / f"{n}.log", f"{c.spec.name}/{n}") for c in contexts for n in ("ingest", "process")]
+    dashboard = None
+    failure: HeadwaterError | None = None
+    with display:
+        for ctx in contexts:
+            pids = ", ".join(f"{n} pid {p.pid}" for (name, n), p in procs.items() if name == ctx.spec.name)
+            display.echo(f"{ctx.spec.name}: {pids}; logs: headwater logs {ctx.spec.name} (in {ctx.home})")
+        if ui_port is not None:
+            from headwater.ui.server import Dashboard
+
+            dashboard = Dashboard([(c.home, c.spec) for c in contexts])
+            display.echo(f"dashboard: {dashboard.start('127.0.0.1', ui_port)}")
+        try:
+            while any(p.poll() is None for p in procs.values()) and not stopping.wait(0.5):
+                display.tick()
+                if verbose:
+                    for tail in tails:
+                        for line in tail.new_lines():
+                            display.echo(line)
+                failed = [k for k, p in procs.items() if p.poll() not in (None, 0)]
+                if failed:
+                    (name, stage) = failed[0]
+                    home = next(c.home for c in contexts if c.spec.name == name)
+                    failure = _stage_failed(stage, procs[failed[0]].returncode, home)
+                    break
+            if stopping.is_set():
+                display.echo("stopping (the batch in flight finishes first) ...")
+        finally:
+            for p in procs.values():
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 90
+            while any(p.poll() is None for p in procs.values()) and time.monotonic() < deadline:
+                display.tick()
+                time.sleep(0.2)
+            for p in procs.values():
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            for ctx in contexts:
+                (ctx.home / "run.json").unlink(missing_ok=True)
+    if dashboard is not None:
+        dashboard.close()
+    display.summary()
+    if failure is not None:
+        raise failure
+    return 130 if stopping.is_set() else 0
 
 
 def _stage_failed(stage: str, code: int, home: Path) -> HeadwaterError:

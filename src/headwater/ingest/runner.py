@@ -110,8 +110,11 @@ class IngestStage:
             too_large = too_large_records(to_records(inc.df, self.spec.topic.key), self.record_limit).count()
         if too_large:  # before the position moves: a record too large for Kafka is never silently dropped
             self._dead_letter_too_large(inc.df, inc.description)
-            self.progress.add(too_large=too_large)
+            self.progress.add(too_large=too_large, **{"dead_letter.too_large": too_large})
         produced = sum(kafka.end_offsets(conn, self.spec.topic.name).values()) - before
+        committed_ms = source_commit_ms(inc.position)
+        if committed_ms is not None:  # leg 1: the source's commit of the newest row -> in Kafka
+            self.progress.observe("latency.source_to_kafka", time.time() * 1000 - committed_ms, rows)
         fault_point("ingest.after_produce")
         # Only now, with every record acknowledged, does the position move.
         self.positions.commit(self.ctx.position_key, {**inc.position, **schema_fields, "committed_at": time.time()})
@@ -217,6 +220,7 @@ class IngestStage:
                 continue
             self.progress.add(polls=1, rows_read=result.rows, records_produced=result.produced,
                               busy_seconds=result.seconds)  # fmt: skip
+            self.progress.observe("poll", result.seconds * 1000)
             self.progress.set(state="running", last=result.description)
             self.progress.flush()
             log.info("%s: %d rows -> %d records in %.1fs", result.description, result.rows, result.produced,
@@ -240,6 +244,21 @@ class IngestStage:
         self.progress.set(state="retrying", last_error=why)
         self.progress.flush()
         self.stop_event.wait(delay)
+
+
+def source_commit_ms(position: dict[str, Any]) -> float | None:
+    """When the newest row of an increment was committed at the source (epoch ms), if its position says.
+
+    The watermark when it is a timestamp (naive ones are local time, as Spark writes them); None
+    for numeric watermarks and partition-only positions.
+    """
+    value = position.get("watermark")
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp() * 1000
+    except ValueError:
+        return None
 
 
 def _counted(records: DataFrame, limit: int) -> tuple[DataFrame, Observation]:

@@ -334,6 +334,21 @@ def _check_schema(value: dict[str, str] | None) -> dict[str, str] | None:
     return {name: ddl.strip() for name, ddl in value.items()}
 
 
+class MetricsSpec(_Model):
+    """The Prometheus endpoint of each stage (``/metrics``)."""
+
+    enabled: bool = Field(default=True, description="Serve the metrics; false: no endpoint.")
+    host: str = Field(default="127.0.0.1", min_length=1, description="Address the endpoints bind.")
+    ingest_port: int = Field(default=0, ge=0, le=65535, description="Port of the ingest stage; 0: any free port.")
+    process_port: int = Field(default=0, ge=0, le=65535, description="Port of the process stage; 0: any free port.")
+
+    def port(self, stage: str) -> int | None:
+        """The port of ``stage`` (None when the metrics are off)."""
+        if not self.enabled:
+            return None
+        return self.ingest_port if stage == "ingest" else self.process_port
+
+
 class PipelineSpec(_Model):
     """One pipeline: Hive (or another source) -> Kafka topic -> Spark streaming -> HBase (or another sink).
 
@@ -376,6 +391,11 @@ class PipelineSpec(_Model):
     dead_letter: DeadLetterSpec = Field(description="Topic for records that cannot be processed.")
     ingest: IngestSpec = Field(default_factory=IngestSpec, description="Ingest stage settings.")
     process: ProcessSpec = Field(default_factory=ProcessSpec, description="Streaming stage settings.")
+    metrics: MetricsSpec = Field(
+        default_factory=MetricsSpec,
+        description="Prometheus endpoints of the stages; the address chosen is in each stage's progress file "
+        "and in `headwater status`.",
+    )
     connections: Connections = Field(
         default_factory=Connections, description="Service addresses; defaults: the local stack."
     )

@@ -41,6 +41,7 @@ class BatchCounts:
     bad: int
     timestamps_ms: list[tuple[float, int]] = field(default_factory=list)  # (centre, records) per bin
     bad_positions: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset)
+    reasons: dict[str, int] = field(default_factory=dict)  # bad records per reason code
 
 
 def counted(decoded: DataFrame) -> tuple[DataFrame, Observation]:
@@ -57,6 +58,7 @@ def counted(decoded: DataFrame) -> tuple[DataFrame, Observation]:
         F.count_if(bad).alias("bad"),
         F.histogram_numeric(F.when(~bad, ts_ms), F.lit(HISTOGRAM_BINS)).alias("ts"),
         F.collect_list(F.when(bad, F.struct("_hw_partition", "_hw_offset"))).alias("positions"),
+        F.collect_list(F.when(bad, F.col(ERROR))).alias("reasons"),
     ), obs
 
 
@@ -93,7 +95,10 @@ def read(obs: Observation) -> BatchCounts:
     m = obs.get
     bins = _bins(m.get("ts"))
     positions = [(int(p["_hw_partition"]), int(p["_hw_offset"])) for p in (m.get("positions") or [])]
-    return BatchCounts(int(m["rows"]), int(m["bad"]), bins, positions)
+    reasons: dict[str, int] = {}
+    for r in m.get("reasons") or []:
+        reasons[str(r)] = reasons.get(str(r), 0) + 1
+    return BatchCounts(int(m["rows"]), int(m["bad"]), bins, positions, reasons)
 
 
 def _bins(histogram: Any) -> list[tuple[float, int]]:

@@ -172,20 +172,36 @@ class ProcessStage(StatefulMode, DataLossChecks):
         with self._lock:
             self._record_latency(out.timestamps_ms, out.written_at)
             result.record(self.progress)
+            self._record_legs(out, t0)
+            self.progress.add(**out.dead_letter_counters())
             self.progress.add(
                 batches=1, rows_in=out.rows, dead_lettered=dead,
                 filtered=max(0, out.rows - out.bad - out.failed - result.rows), busy_seconds=time.time() - t0,
             )  # fmt: skip
             self.progress.add(**progress_counters(out.expectations))
             self.progress.set(last_batch=batch_id)
+            if result.primary.written:
+                self.progress.set(last_written_at=out.written_at)
             self.progress.flush()
         log.info("batch %d: %d in, %d written, %d dead-lettered in %.2fs", batch_id, out.rows,
                  result.primary.written, dead, time.time() - t0)  # fmt: skip
+
+    def _record_legs(self, out: _Batch, started: float) -> None:
+        """The latency legs of a batch started at ``started`` and its duration (hold the lock)."""
+        good = 0
+        for ts_ms, count in out.timestamps_ms:
+            self.progress.observe("latency.kafka_to_batch", started * 1000 - ts_ms, count)
+            good += count
+        for sink in out.result.results:  # the sinks write one after the other: the batch's written time for each
+            self.progress.observe(f"latency.batch_to_sink.{sink}", (out.written_at - started) * 1000, good)
+            self.progress.observe(f"sink_write.{sink}", out.sink_seconds * 1000)
+        self.progress.observe("batch", (time.time() - started) * 1000)
 
     def _record_latency(self, timestamps_ms: list[tuple[float, int]], written_at: float) -> None:
         """Add (Kafka timestamp ms, records) written at ``written_at`` to the latency histogram (hold the lock)."""
         for ts_ms, count in timestamps_ms:
             self.latency.record(written_at * 1000 - ts_ms, count)
+            self.progress.observe("latency.end_to_end", written_at * 1000 - ts_ms, count)
         self.progress.set(latency_ms=self.latency.to_list(), p50_ms=self.latency.percentile(0.5),
                           p99_ms=self.latency.percentile(0.99))  # fmt: skip
 
@@ -205,6 +221,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
             flagged = flag_expectations(decoded, rules).observe(exp_obs, *expectation_aggregates(rules))
             decoded = apply_expectations(flagged, rules, check_fail=False)
         observed, obs = observe.counted(decoded)
+        sink_start = time.time()
         result = self.fanout.write(self._transform(dec.good_records(observed, self.schema)))
         written_at = time.time()
         if not observe.complete(obs):  # a sink that ran no action over the records: count them now
@@ -219,7 +236,8 @@ class ProcessStage(StatefulMode, DataLossChecks):
                       self.spec.dead_letter.topic)  # fmt: skip
         rejected = self._send_rejected(result)
         exp_counts = expectation_counts(exp_obs.get, rules) if exp_obs is not None else {}
-        return _Batch(counts.rows, counts.bad, 0, rejected, result, exp_counts, counts.timestamps_ms, written_at)
+        return _Batch(counts.rows, counts.bad, 0, rejected, result, exp_counts, counts.timestamps_ms, written_at,
+                      written_at - sink_start, counts.reasons)  # fmt: skip
 
     def _cached_batch(self, batch: DataFrame) -> _Batch:
         """Decode once into a cache that the checks, the sink and the dead letters all read."""
@@ -235,11 +253,12 @@ class ProcessStage(StatefulMode, DataLossChecks):
             exp_counts = count_expectations(raw, self.spec.expectations)
             decoded = apply_expectations(raw, self.spec.expectations, exp_counts)
             bucket = (F.col("_hw_kafka_ts").cast("double") * 100).cast("long")
-            stats = decoded.groupBy(F.col(dec.ERROR).isNull().alias("ok"), bucket.alias("b")).count().collect()
+            stats = decoded.groupBy(F.col(dec.ERROR).alias("reason"), bucket.alias("b")).count().collect()
             rows_in = sum(r["count"] for r in stats)
-            bad = sum(r["count"] for r in stats if not r["ok"])
+            bad = sum(r["count"] for r in stats if r["reason"] is not None)
             result = empty_write(self.fanout.sinks)
             errors: list[DataFrame] = []
+            sink_start = time.time()
             if rows_in - bad > 0:
                 result = self.fanout.write(self._transform(dec.good_records(decoded, self.schema), errors, cached))
             written_at = time.time()
@@ -252,8 +271,13 @@ class ProcessStage(StatefulMode, DataLossChecks):
             for df in cached:
                 df.unpersist()
             raw.unpersist()
-        stamps = [(r["b"] * 10 + 5, r["count"]) for r in stats if r["ok"]]
-        return _Batch(rows_in, bad, failed, rejected, result, exp_counts, stamps, written_at)
+        stamps = [(r["b"] * 10 + 5, r["count"]) for r in stats if r["reason"] is None]
+        reasons: dict[str, int] = {}
+        for r in stats:
+            if r["reason"] is not None:
+                reasons[r["reason"]] = reasons.get(r["reason"], 0) + r["count"]
+        return _Batch(rows_in, bad, failed, rejected, result, exp_counts, stamps, written_at,
+                      written_at - sink_start, reasons)  # fmt: skip
 
     # --- the query ------------------------------------------------------------------------------
     def start(self, available_now: bool = False) -> StreamingQuery:
@@ -291,7 +315,9 @@ class ProcessStage(StatefulMode, DataLossChecks):
         if self.spec.process.on_data_loss == "skip":
             self._note_lost(data_loss.lost_ranges(done, {p: low for p, (low, _) in marks.items()}))
         ends = {p: high for p, (_, high) in marks.items()}
-        return sum(max(0, end - done.get(p, 0)) for p, end in ends.items()), ends
+        per_partition = {p: max(0, end - done.get(p, 0)) for p, end in ends.items()}
+        self.progress.set(lag_partitions=per_partition, topic=self.spec.topic.name)
+        return sum(per_partition.values()), ends
 
     def _max_lag(self, queries: list[StreamingQuery]) -> int | None:
         """The largest lag of ``queries``; None while Kafka does not answer (the queries ride it out)."""
@@ -431,6 +457,18 @@ class _Batch:
     expectations: dict[str, dict[str, Any]]
     timestamps_ms: list[tuple[float, int]]  # Kafka append times of the written records: (ms, records)
     written_at: float
+    sink_seconds: float = 0.0  # wall time of the sink's write
+    reasons: dict[str, int] | None = None  # bad records (decode, expectations) per reason code
+
+    def dead_letter_counters(self) -> dict[str, int]:
+        """Progress counters ``dead_letter.<reason>`` of this batch (sink rejections by their own reason)."""
+        out: dict[str, int] = dict((self.reasons or {}).items())
+        if self.failed:
+            out["transform_error"] = out.get("transform_error", 0) + self.failed
+        for r in self.result.rejected():
+            reason = str(r.get("reason") or "sink_rejected")
+            out[reason] = out.get(reason, 0) + 1
+        return {f"dead_letter.{k}": v for k, v in out.items() if v}
 
 
 class QueryFailed(RuntimeError):
