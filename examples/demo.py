@@ -7,26 +7,34 @@
 4. read a few rows back from HBase, decoded to their fields;
 5. keep the pipeline running, add a new partition to the Hive table, and show the new rows
    arriving in HBase;
-6. start the dashboard (`headwater ui`) in the background and print its address.
+6. the clickstream example (examples/clickstream.yaml): page views an application writes to Kafka
+   (no ingest stage), deduplicated and windowed per user, into HBase profiles and a Kafka alerts
+   topic; a few of each shown, and their counts set against the plain-Python oracle;
+7. start the dashboard (`headwater ui`) in the background and print its address.
 
-Environment: DEMO_ROWS (default 300000), DEMO_NEW_ROWS (default 5000).
+`headwater run` draws its live display (rich) when the output is a terminal, plain lines otherwise.
+Environment: DEMO_ROWS (default 300000), DEMO_NEW_ROWS (default 5000), DEMO_EVENTS (default 20000),
+DEMO_USERS (default 20), DEMO_UI_PORT (default 8787).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from headwater.context import PipelineContext
 
 HERE = Path(__file__).resolve().parent
 SPEC = HERE / "orders.yaml"
+CLICKS = HERE / "clickstream.yaml"
 HEADWATER = [sys.executable, "-m", "headwater.cli"]
 
 
@@ -134,20 +142,114 @@ def main() -> int:
         live.send_signal(signal.SIGINT)
         live.wait(timeout=120)
         spark.stop()
+    events, users = int(os.environ.get("DEMO_EVENTS", "20000")), int(os.environ.get("DEMO_USERS", "20"))
+    step(f"6. clickstream: {events:,} page views of {users} users, written to Kafka by an application")
+    clicks_ok = show_clickstream(events, users)
+    step("7. the dashboard (headwater ui)")
     url, pid = start_dashboard(ctx)
     step("done. The stack keeps running: `.venv/bin/headwater stack status`, `... stack down` to stop it.")
     print(
         f"  status: .venv/bin/headwater status {SPEC.name}   logs: .venv/bin/headwater logs {SPEC.name} --stage process"
     )
+    print(f"  orders: {'ok' if ok else 'NOT ok'}; clickstream: {'ok' if clicks_ok else 'NOT ok'}")
     print(f"  dashboard (pid {pid}, stop it with `kill {pid}`): {url}", flush=True)
-    return 0 if ok else 1
+    return 0 if ok and clicks_ok else 1
+
+
+def show_clickstream(events: int, users: int) -> bool:
+    """Run examples/clickstream.yaml over ``events`` page views; show profiles and alerts; True if they match the oracle."""
+    from headwater import clicks, kafka
+    from headwater.context import reset_pipeline
+    from headwater.sinks.hbase.codec import decode_value
+    from headwater.sinks.hbase.rowkey import RowKeyTemplate
+    from headwater.sinks.hbase.thrift2 import Thrift2Client
+    from headwater.sinks.kafka import KafkaSinkConfig
+    from headwater.spec import load_spec
+
+    spec = load_spec(CLICKS)
+    profiles_sink, alerts_sink = spec.sinks[0], next(s for s in spec.sinks if isinstance(s, KafkaSinkConfig))
+    for line in reset_pipeline(spec, topics=True, table=True):
+        print("  reset: " + line)
+    conn = spec.connections.kafka
+    deadline = time.monotonic() + 60  # topic deletion completes in the background
+    while spec.topic.name in kafka.admin(conn).list_topics(timeout=10).topics and time.monotonic() < deadline:
+        time.sleep(0.5)
+    t0 = time.monotonic()
+    clicks.produce(conn.bootstrap_servers, spec.topic.name, clicks.stream(events, users))
+    print(f"  {events:,} events (every 97th sent twice, every 1000th with a bad amount) in topic "
+          f"{spec.topic.name} in {time.monotonic() - t0:.1f}s")  # fmt: skip
+
+    step(f"6a. headwater run {CLICKS.name} --until-drained  (dedupe, 10-minute windows per user, two sinks)")
+    done = subprocess.run([*HEADWATER, "run", str(CLICKS), "--until-drained", "--no-ui"], check=False)
+    if done.returncode != 0:
+        print(f"clickstream pipeline failed (exit {done.returncode})", file=sys.stderr)
+        return False
+
+    step(f"6b. profiles in HBase {profiles_sink.full_table} (headwater query), user u0001")  # type: ignore[attr-defined]
+    subprocess.run([*HEADWATER, "query", str(CLICKS), "--prefix", "user_id=u0001", "--limit", "3",
+                    "--type", "views=long", "--type", "spend=decimal", "--type", "window_end=timestamp"],
+                   check=False)  # fmt: skip
+    want = clicks.expected(events, users)
+    template = RowKeyTemplate.parse(profiles_sink.row_key)  # type: ignore[attr-defined]
+    got = {}
+    h = spec.connections.hbase
+    with Thrift2Client(h.host, h.port) as client:
+        for res in client.scan(profiles_sink.full_table, client.t.TScan(caching=1000), batch=1000):  # type: ignore[attr-defined]
+            k = template.decode(res.row)
+            cols = {f"{c.family.decode()}:{c.qualifier.decode()}": c.value for c in res.columnValues}
+            got[(k["user_id"], k["window_start"])] = {
+                "views": decode_value(cols["p:views"], "long"), "spend": decode_value(cols["p:spend"], "decimal"),
+                "window_end": decode_value(cols["p:window_end"], "timestamp"),
+            }  # fmt: skip
+    same = sum(1 for k, v in got.items() if want.profiles.get(k) == v)
+    print(f"  profiles (user, 10-minute window): expected {len(want.profiles):,} (oracle), found {len(got):,}, "
+          f"{same:,} equal to the oracle's views and spend")  # fmt: skip
+
+    step(f"6c. spend alerts on Kafka topic {alerts_sink.topic} (where: spend > 100)")
+    alerts = read_topic(conn.bootstrap_servers, alerts_sink.topic)
+    last: dict[tuple[str, str], Any] = {}
+    for value in alerts:
+        alert = json.loads(value)
+        last[(alert["user_id"], alert["window_start"])] = Decimal(str(alert["spend"]))
+    for value in alerts[:3]:
+        print("  " + value.decode())
+    wanted = {(u, w.strftime("%Y-%m-%dT%H:%M:%S.%fZ")): spend for (u, w), spend in want.alerts.items()}
+    print(f"  alerts: expected {len(wanted):,} windows over 100 (oracle), found {len(last):,} "
+          f"({len(alerts):,} records: a window whose spend grows is sent again), "
+          f"{'all' if last == wanted else 'NOT all'} with the oracle's final spend")  # fmt: skip
+    return got == want.profiles and last == wanted
+
+
+def read_topic(bootstrap: str, topic: str) -> list[bytes]:
+    """The values of every record of ``topic`` (all partitions, from the beginning, in offset order per partition)."""
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "demo", "enable.auto.commit": False})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        out: list[bytes] = []
+        remaining = {p for p, e in ends.items() if e > 0}
+        while remaining:
+            msg = consumer.poll(5.0)
+            if msg is None:
+                break
+            if msg.error():
+                continue
+            out.append(msg.value())
+            if msg.offset() >= ends[msg.partition()] - 1:
+                remaining.discard(msg.partition())
+        return out
+    finally:
+        consumer.close()
 
 
 def start_dashboard(ctx: PipelineContext, timeout: float = 30.0) -> tuple[str, int]:
     """Start `headwater ui` on the example pipeline in the background; returns (its address, its pid)."""
     log = ctx.home / "ui.log"
     out = log.open("w")
-    proc = subprocess.Popen([*HEADWATER, "ui", str(SPEC), "--port", os.environ.get("DEMO_UI_PORT", "8787")],
+    proc = subprocess.Popen([*HEADWATER, "ui", str(SPEC), str(CLICKS), "--port", os.environ.get("DEMO_UI_PORT", "8787")],
                             stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
