@@ -1,113 +1,207 @@
-"""What the metrics cost the process stage: the work they add per micro-batch and per scrape.
+"""What the metrics cost the process stage: an A/B run of the stage on the same backlog.
 
-The stage only updates its progress file; the Prometheus endpoint reads it when scraped. So the
-metrics add, per micro-batch, the latency legs and per-reason dead-letter counters recorded on the
-driver (a bigger progress file to write), and per scrape one snapshot turned into metric families
-(on another thread, but the same two cores). This measures both and sets them against the micro-
-batches of a real run of the process stage (its progress file: micro-batches and busy seconds).
-Spark-side, the reasons of the bad records travel in the observation that already carries their
-positions: one more list of (few) strings, not measured here.
+The backlog: ``--rows`` orders (examples/orders.yaml's data and transforms, a few malformed
+records among them) ingested once into a topic of their own. The process stage then works it off
+with ``--until-drained`` several times, alternating the modes, each run from a fresh checkpoint
+and a fresh HBase table, on an idle HBase:
 
-Prints figures; asserts nothing. Usage:
-  .venv/bin/python benchmarks/metrics_overhead.py [--home .headwater/pipelines/orders] [--scrape-every 15]
-(run `make demo` first for a real progress file; without one, a 1 s micro-batch of 100,000 rows is assumed.)
+- ``off``:  ``metrics: {enabled: false}``: no Prometheus endpoint;
+- ``on``:   ``metrics: {enabled: true}``, its ``/metrics`` scraped every ``--scrape-every`` seconds
+  (Prometheus defaults to 15 s; 5 s here by default, to be conservative);
+- ``bare``: as ``off``, and the batch observation without the per-reason dead-letter list
+  (``observe.counted`` patched in the stage process): what ``enabled: false`` cannot switch off.
+
+``enabled: false`` only turns the endpoint off: the stage records the latency legs and the dead-
+letter reasons in its progress file either way (``headwater status``, the dashboard and the
+summary read them), so ``on`` vs ``off`` measures the endpoint and its scrapes, and ``off`` vs
+``bare`` the reason aggregate inside the Spark job.
+
+Rates: records / sum of micro-batch times (the stage's ``busy_seconds``: JVM start-up excluded),
+and records / wall time of the whole run. Prints figures; asserts nothing. Usage:
+  .venv/bin/python benchmarks/metrics_overhead.py [--rows 300000] [--rounds 2] [--modes off,on,bare]
+Uses the local stack (started if needed) and its own database/topics/table (``mbench*``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
-
-from headwater.observability.metrics import ProgressCollector
-from headwater.observability.progress import ProgressFile
-
-BINS = 64  # Kafka-timestamp bins per batch (streaming.observe.HISTOGRAM_BINS)
-
-
-def batch_without(p: ProgressFile, i: int) -> None:
-    """What a micro-batch did to its progress file before the metrics (counters, end-to-end histogram)."""
-    p.add(batches=1, rows_in=100_000, rows_written=99_990, rows_deduped=0, dead_lettered=10, filtered=0,
-          write_calls=100, write_retries=0, busy_seconds=1.0)  # fmt: skip
-    p.set(last_batch=i, latency_ms=[0] * 140, p50_ms=120.0, p99_ms=900.0)
-    p.flush()
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "orders.yaml"
+NAMES = (("demo.orders_raw", "mbench.orders_raw"), ("demo.orders.dlq", "mbench.orders.dlq"),
+         ("demo.orders", "mbench.orders"), ("demo:orders", "mbench:orders"), ("name: orders", "name: mbench"))  # fmt: skip
 
 
-def batch_with(p: ProgressFile, i: int, now: float) -> None:
-    """The same plus what the metrics added: legs, batch duration, sink write time, reasons, lag per partition."""
-    p.add(batches=1, rows_in=100_000, rows_written=99_990, rows_deduped=0, dead_lettered=10, filtered=0,
-          write_calls=100, write_retries=0, busy_seconds=1.0)  # fmt: skip
-    for b in range(BINS):
-        ts = now * 1000 - 2000 + b * 20
-        p.observe("latency.end_to_end", now * 1000 + 900 - ts, 1560)
-        p.observe("latency.kafka_to_batch", now * 1000 - ts, 1560)
-    p.observe("latency.batch_to_sink.hbase", 900, 99_990)
-    p.observe("sink_write.hbase", 850)
-    p.observe("batch", 1000)
-    p.add(**{"dead_letter.malformed_json": 6, "dead_letter.type_mismatch": 4})
-    p.set(last_batch=i, latency_ms=[0] * 140, p50_ms=120.0, p99_ms=900.0, last_written_at=now,
-          lag_partitions={0: 10, 1: 12, 2: 9, 3: 11})  # fmt: skip
-    p.flush()
+def spec_text(enabled: bool, port: int) -> str:
+    """examples/orders.yaml on the benchmark's names, with the metrics on or off."""
+    text = EXAMPLE.read_text()
+    for old, new in NAMES:
+        assert old in text, old
+        text = text.replace(old, new)
+    return text + f"\nmetrics: {{enabled: {'true' if enabled else 'false'}, process_port: {port}}}\n"
 
 
-def per_call(fn: object, n: int) -> float:
-    """Median seconds of one call over 5 rounds of ``n``."""
-    rounds = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for i in range(n):
-            fn(i)  # type: ignore[operator]
-        rounds.append((time.perf_counter() - t0) / n)
-    return statistics.median(rounds)
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bare_stage(argv: list[str]) -> None:
+    """Run the CLI with the batch observation minus its per-reason dead-letter list (the ``bare`` mode)."""
+    from pyspark.sql import DataFrame, Observation
+
+    from headwater.streaming import observe
+
+    def counted(decoded: DataFrame) -> tuple[DataFrame, Observation]:
+        import uuid
+
+        from pyspark.sql import functions as F
+
+        obs = Observation(f"headwater_batch_{uuid.uuid4().hex}")
+        bad = F.col(observe.ERROR).isNotNull()
+        ts_ms = F.col("_hw_kafka_ts").cast("double") * 1000
+        return decoded.observe(
+            obs,
+            F.count(F.lit(1)).alias("rows"),
+            F.count_if(bad).alias("bad"),
+            F.histogram_numeric(F.when(~bad, ts_ms), F.lit(observe.HISTOGRAM_BINS)).alias("ts"),
+            F.collect_list(F.when(bad, F.struct("_hw_partition", "_hw_offset"))).alias("positions"),
+        ), obs
+
+    observe.counted = counted  # type: ignore[assignment]
+    from headwater.cli import main
+
+    sys.argv = ["headwater", *argv]
+    main()
+
+
+def scraper(url: str, every: float, stop: threading.Event, sizes: list[int]) -> None:
+    """GET ``url`` every ``every`` seconds until ``stop``; the response sizes go to ``sizes``."""
+    while not stop.wait(every):
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as r:
+            sizes.append(len(r.read()))
+
+
+def run_once(mode: str, spec_path: Path, port: int, scrape_every: float, log_path: Path) -> dict[str, Any]:
+    """One run of the process stage over the whole backlog from a fresh checkpoint and table."""
+    from headwater.context import PipelineContext, reset_pipeline
+    from headwater.observability.progress import read_progress
+    from headwater.spec import load_spec
+
+    spec = load_spec(spec_path)
+    reset_pipeline(spec, table=True)  # checkpoint, progress, HBase table; the topic stays
+    stage = ["run", str(spec_path), "--stage", "process", "--until-drained"]
+    cmd = ([sys.executable, __file__, "--as-bare-stage", *stage] if mode == "bare"
+           else [sys.executable, "-m", "headwater.cli", *stage])  # fmt: skip
+    stop, sizes = threading.Event(), []
+    t0 = time.perf_counter()
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+    thread = None
+    if mode == "on":
+        thread = threading.Thread(target=scraper, args=(f"http://127.0.0.1:{port}/metrics", scrape_every, stop, sizes))
+        thread.start()
+    code = proc.wait()
+    wall = time.perf_counter() - t0
+    stop.set()
+    if thread is not None:
+        thread.join()
+    c = (read_progress(PipelineContext(spec).progress_path("process")) or {}).get("counters", {})
+    rows, busy = int(c.get("rows_in", 0)), float(c.get("busy_seconds", 0.0))
+    return {"mode": mode, "exit": code, "rows": rows, "batches": int(c.get("batches", 0)), "busy": busy,
+            "wall": wall, "rate": rows / busy if busy else 0.0, "wall_rate": rows / wall,
+            "scrapes": len(sizes), "scrape_bytes": max(sizes, default=0)}  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--home", type=Path, default=Path(".headwater/pipelines/orders"))
-    ap.add_argument("--scrape-every", type=float, default=15.0, help="Prometheus scrape interval, seconds")
+    ap.add_argument("--rows", type=int, default=300_000)
+    ap.add_argument("--rounds", type=int, default=2, help="runs of each mode (alternating)")
+    ap.add_argument("--modes", default="off,on,bare", help="comma-separated: off, on, bare")
+    ap.add_argument("--scrape-every", type=float, default=5.0, help="seconds between scrapes in mode 'on'")
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp())
-    now = time.time()
-    old = ProgressFile(tmp / "a.progress.json", "process")
-    new = ProgressFile(tmp / "b.progress.json", "process")
-    base = per_call(lambda i: batch_without(old, i), 300)
-    withm = per_call(lambda i: batch_with(new, i, now), 300)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ProgressCollector(new, "bench"))  # type: ignore[arg-type]
-    scrape = per_call(lambda i: generate_latest(registry), 200)
-    size = len(generate_latest(registry))
+    modes = args.modes.split(",")
 
-    real = (
-        json.loads((args.home / "process.progress.json").read_text())
-        if (args.home / "process.progress.json").exists()
-        else None
-    )
-    if real and real.get("counters", {}).get("batches"):
-        c = real["counters"]
-        batches, busy = int(c["batches"]), float(c["busy_seconds"])
-        source = f"{args.home / 'process.progress.json'}: {batches} micro-batches, {c.get('rows_in', 0):,} records, {busy:.1f} s busy"
-    else:
-        batches, busy, source = 1, 1.0, "assumed: one 1 s micro-batch"
-    per_batch = busy / batches
-    added = withm - base
-    scrape_share = scrape / args.scrape_every
-    print(
-        f"progress file per micro-batch: {base * 1e6:,.0f} us before the metrics, {withm * 1e6:,.0f} us with them "
-        f"(+{added * 1e6:,.0f} us)"
-    )
-    print(
-        f"one scrape: {scrape * 1e3:,.2f} ms for {size:,} bytes of metrics; every {args.scrape_every:g} s: "
-        f"{scrape_share * 100:.4f} % of one core"
-    )
-    print(f"micro-batches: {source}; {per_batch * 1e3:,.0f} ms each")
-    overhead = (added + scrape_share * per_batch) / per_batch
-    print(f"metrics overhead on the process stage: {overhead * 100:.3f} % of its micro-batch time")
+    from pipeline_bench import env_report, wait_until_idle
+
+    from headwater.context import PipelineContext, reset_pipeline
+    from headwater.demo import create_orders
+    from headwater.ingest.runner import IngestStage
+    from headwater.spec import load_spec
+    from headwater.stack import Stack, StackConfig
+
+    cfg = StackConfig.from_env()
+    Stack(cfg).up()
+    print("environment:", env_report(), flush=True)
+    tmp = Path(tempfile.mkdtemp())
+    port = free_port()
+    paths = {}
+    for mode in ("off", "on", "bare"):
+        paths[mode] = tmp / f"mbench-{mode}.yaml"
+        paths[mode].write_text(spec_text(mode == "on", port))
+    spec = load_spec(paths["off"])
+    reset_pipeline(spec, topics=True, table=True)
+    ctx = PipelineContext(spec)
+    t0 = time.perf_counter()
+    spark = ctx.spark("mbench", {"spark.driver.memory": "1g"})
+    create_orders(spark, spec.source.table, args.rows)  # type: ignore[attr-defined]
+    stage = IngestStage(ctx, spark=spark)
+    stage.prepare()
+    res = stage.poll_once()
+    assert res is not None and res.produced == args.rows, res
+    stage.positions.close()
+    spark.stop()
+    print(f"backlog: {args.rows:,} orders in topic {spec.topic.name} ({time.perf_counter() - t0:.0f}s to make)")
+
+    runs = []
+    for i in range(args.rounds):
+        for mode in modes:
+            waited = wait_until_idle(cfg)
+            r = run_once(mode, paths[mode], port, args.scrape_every, tmp / f"{mode}-{i}.log")
+            runs.append(r)
+            print(f"run {len(runs)} {mode:<4}: {r['rows']:,} records in {r['batches']} batches: {r['rate']:,.0f} "
+                  f"records/s over {r['busy']:.1f}s of batches; {r['wall_rate']:,.0f} records/s over {r['wall']:.1f}s "
+                  f"wall (exit {r['exit']}; HBase idle after {waited:.0f}s"
+                  + (f"; {r['scrapes']} scrapes of {r['scrape_bytes']:,} B)" if mode == "on" else ")"), flush=True)  # fmt: skip
+    medians = {}
+    for mode in modes:
+        mine = [r for r in runs if r["mode"] == mode and r["exit"] == 0]
+        if mine:
+            medians[mode] = (
+                statistics.median(r["rate"] for r in mine),
+                statistics.median(r["wall_rate"] for r in mine),
+            )
+            print(f"median {mode:<4}: {medians[mode][0]:,.0f} records/s (batches), {medians[mode][1]:,.0f} records/s (wall)")  # fmt: skip
+    for a, b, what in (
+        ("on", "off", "the endpoint and its scrapes"),
+        ("off", "bare", "the per-reason dead-letter list"),
+    ):
+        if a in medians and b in medians:
+            over = medians[b][0] / medians[a][0] - 1
+            over_wall = medians[b][1] / medians[a][1] - 1
+            print(f"OVERHEAD {a} vs {b} ({what}): {over * 100:+.1f} % (batches), {over_wall * 100:+.1f} % (wall)"
+                  "  (positive: slower; target <= 3 %)")  # fmt: skip
+    if "on" in medians and "bare" in medians:
+        over = medians["bare"][0] / medians["on"][0] - 1
+        print(f"OVERHEAD on vs bare (all the metrics of issue 14 that a run can switch): {over * 100:+.1f} % (batches)")
+    print(f"logs: {tmp}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.path.insert(0, str(Path(__file__).parent))
+    if len(sys.argv) > 1 and sys.argv[1] == "--as-bare-stage":
+        bare_stage(sys.argv[2:])
+    else:
+        main()

@@ -128,6 +128,23 @@ def test_rich_table_and_display(tmp_path: Path) -> None:
     assert "not started" in out.export_text()
 
 
+def test_display_of_a_pipeline_without_ingest_has_no_ingest_rows(tmp_path: Path) -> None:
+    """A Kafka source (no ingest stage): no ingest row, no ingest figures in the summary or the plain line."""
+    home = tmp_path / "clicks"
+    _process_progress(home)
+    console, out = Console(record=True, force_terminal=True, width=140), Console(record=True, force_terminal=True)
+    with Display([home], console, out, without_ingest={home}) as d:
+        d.tick()
+    d.summary()
+    text, summary = console.export_text(), out.export_text()
+    assert "process" in text and "running" in text and "ingest" not in text and "not started" not in text
+    assert "records consumed" in summary and "rows read from source" not in summary and "ingest" not in summary
+    buf = io.StringIO()
+    with Display([home], Console(file=buf), interval=0, without_ingest={home}) as d:
+        d.tick()
+    assert buf.getvalue().startswith("clicks: process[running] in 100 written 90") and "ingest" not in buf.getvalue()
+
+
 def test_display_without_a_terminal_prints_plain_lines(tmp_path: Path) -> None:
     home = tmp_path / "orders"
     _process_progress(home)

@@ -36,6 +36,8 @@ def stage_table(views: list[dict[str, Any]]) -> Table:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for v in views:
         for name, s in v["stages"].items():
+            if name == "ingest" and not has_ingest(v):
+                continue
             leg = s.get("latency", {}).get("end_to_end" if name == "process" else "source_to_kafka", {})
             state = s["state"]
             table.add_row(
@@ -45,6 +47,11 @@ def stage_table(views: list[dict[str, Any]]) -> Table:
                 _n(s.get("lag")) if name == "process" else "", _ms(leg.get("p50")), _ms(leg.get("p99")),
             )  # fmt: skip
     return table
+
+
+def has_ingest(v: dict[str, Any]) -> bool:
+    """Whether a pipeline view shows an ingest stage (not for a source that needs none: ``no_ingest``)."""
+    return not v.get("no_ingest")
 
 
 class Backlog:
@@ -75,15 +82,20 @@ def plain_line(v: dict[str, Any]) -> str:
     """One line per pipeline for a log or a pipe."""
     i, p = v["stages"]["ingest"], v["stages"]["process"]
     e2e = p.get("latency", {}).get("end_to_end", {})
+    ingest = (f"ingest[{i['state']}] read {_n(i.get('records_in'))} produced {_n(i.get('records_out'))} | "
+              if has_ingest(v) else "")  # fmt: skip
     return (
-        f"{v['name']}: ingest[{i['state']}] read {_n(i.get('records_in'))} produced {_n(i.get('records_out'))} | "
+        f"{v['name']}: {ingest}"
         f"process[{p['state']}] in {_n(p.get('records_in'))} written {_n(p.get('records_out'))} "
         f"dead-lettered {_n(p.get('dead_lettered'))} lag {_n(p.get('lag'))} p50 {_ms(e2e.get('p50'))}"
     )
 
 
-def summary_table(home: Path) -> Table:
-    """The run summary of one pipeline as a table."""
+INGEST_ROWS = ("rows read from source", "records produced to Kafka", "ingest throughput")
+
+
+def summary_table(home: Path, ingest: bool = True) -> Table:
+    """The run summary of one pipeline as a table (``ingest`` False: a source with no ingest stage)."""
     s = summarize(home)
     legs = pipeline_view(home)["stages"]
     table = Table(title=f"pipeline '{home.name}' summary", box=None, header_style="bold", title_justify="left")
@@ -96,7 +108,8 @@ def summary_table(home: Path) -> Table:
                          ("dead-lettered", _n(s["dead_lettered"])),
                          ("ingest throughput", f"{_n(s['ingest_rows_per_s'])} rows/s"),
                          ("process throughput", f"{_n(s['process_rows_per_s'])} rows/s ({s['batches']} micro-batches)")):  # fmt: skip
-        table.add_row(label, value)
+        if ingest or label not in INGEST_ROWS:
+            table.add_row(label, value)
     for stage in ("ingest", "process"):
         for leg, p in sorted(legs[stage].get("latency", {}).items()):
             table.add_row(f"latency {leg} p50 / p95 / p99", f"{_ms(p['p50'])} / {_ms(p['p95'])} / {_ms(p['p99'])}")
@@ -106,8 +119,11 @@ def summary_table(home: Path) -> Table:
 class Display:
     """Shows the pipelines in ``homes`` while they run, on ``console`` (a terminal: live; else lines)."""
 
-    def __init__(self, homes: list[Path], console: Console, out: Console | None = None, interval: float = 2.0) -> None:
+    def __init__(self, homes: list[Path], console: Console, out: Console | None = None, interval: float = 2.0,
+                 without_ingest: set[Path] | None = None) -> None:  # fmt: skip
+        """``without_ingest``: the homes of pipelines whose source needs no ingest stage (no ingest row)."""
         self.homes = homes
+        self.without_ingest = without_ingest or set()
         self.console = console
         self.out = out or console
         self.interval = interval
@@ -117,7 +133,7 @@ class Display:
         self._last_lines: list[str] = []
 
     def views(self) -> list[dict[str, Any]]:
-        return [pipeline_view(h) for h in self.homes]
+        return [{**pipeline_view(h), "no_ingest": h in self.without_ingest} for h in self.homes]
 
     def renderable(self) -> Group:
         views = self.views()
@@ -163,7 +179,7 @@ class Display:
         """The summary of each pipeline: a table on a terminal, the plain text block elsewhere."""
         for home in self.homes:
             if self.out.is_terminal:
-                self.out.print(summary_table(home))
+                self.out.print(summary_table(home, ingest=home not in self.without_ingest))
             else:
                 self.out.print(f"\npipeline '{home.name}' summary:\n{render(summarize(home))}", highlight=False,
                                    markup=False, soft_wrap=True)  # fmt: skip

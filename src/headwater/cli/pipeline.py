@@ -193,7 +193,8 @@ def _run_all(paths: list[str], contexts: list[Any], until_drained: bool, verbose
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    display = Display(homes, Console(stderr=True), Console())
+    display = Display(homes, Console(stderr=True), Console(),
+                      without_ingest={c.home for c in contexts if not c.source.needs_ingest})  # fmt: skip
     tails = [LogTail(c.home / f"{n}.log", f"{c.spec.name}/{n}") for c in contexts for n in ("ingest", "process")]
     dashboard = None
     failure: HeadwaterError | None = None
