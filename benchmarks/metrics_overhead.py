@@ -63,6 +63,7 @@ def bare_stage(argv: list[str]) -> None:
     from pyspark.sql import DataFrame, Observation
 
     from headwater.streaming import observe
+    from headwater.streaming.decode import ERROR
 
     def counted(decoded: DataFrame) -> tuple[DataFrame, Observation]:
         import uuid
@@ -70,7 +71,7 @@ def bare_stage(argv: list[str]) -> None:
         from pyspark.sql import functions as F
 
         obs = Observation(f"headwater_batch_{uuid.uuid4().hex}")
-        bad = F.col(observe.ERROR).isNotNull()
+        bad = F.col(ERROR).isNotNull()
         ts_ms = F.col("_hw_kafka_ts").cast("double") * 1000
         return decoded.observe(
             obs,
@@ -80,7 +81,7 @@ def bare_stage(argv: list[str]) -> None:
             F.collect_list(F.when(bad, F.struct("_hw_partition", "_hw_offset"))).alias("positions"),
         ), obs
 
-    observe.counted = counted  # type: ignore[assignment]
+    observe.counted = counted
     from headwater.cli import main
 
     sys.argv = ["headwater", *argv]
@@ -105,7 +106,7 @@ def run_once(mode: str, spec_path: Path, port: int, scrape_every: float, log_pat
     stage = ["run", str(spec_path), "--stage", "process", "--until-drained"]
     cmd = ([sys.executable, __file__, "--as-bare-stage", *stage] if mode == "bare"
            else [sys.executable, "-m", "headwater.cli", *stage])  # fmt: skip
-    stop, sizes = threading.Event(), []
+    stop, sizes = threading.Event(), list[int]()
     t0 = time.perf_counter()
     with log_path.open("w") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)

@@ -79,6 +79,7 @@ def main() -> int:
     for line in reset_pipeline(spec, topics=True, table=True):
         print("  reset: " + line)
     spark = ctx.spark("demo-data", {"spark.driver.memory": "512m"})
+    spark.sparkContext.setLogLevel("ERROR")  # the demo's own session: no Hive config warnings between the steps
     t0 = time.monotonic()
     create_orders(spark, spec.source.table, rows)  # type: ignore[attr-defined]
     parts = [r[0] for r in spark.sql(f"SHOW PARTITIONS {spec.source.table}").collect()]  # type: ignore[attr-defined]
@@ -93,10 +94,11 @@ def main() -> int:
         return done.returncode
 
     step("4. a few rows read back from HBase (headwater query)")
-    first_customer = spark.sql(
+    first = spark.sql(
         f"SELECT customer_id FROM {spec.source.table} WHERE customer_id IS NOT NULL "  # type: ignore[attr-defined]
         "AND status <> 'test' ORDER BY order_id LIMIT 1"
-    ).first()[0]
+    ).first()
+    first_customer = first[0] if first is not None else ""
     subprocess.run([*HEADWATER, "query", str(SPEC), "--prefix", f"customer_id={first_customer}",
                     "--limit", "3", "--type", "total=decimal"], check=False)  # fmt: skip
 
@@ -237,9 +239,11 @@ def read_topic(bootstrap: str, topic: str) -> list[bytes]:
                 break
             if msg.error():
                 continue
-            out.append(msg.value())
-            if msg.offset() >= ends[msg.partition()] - 1:
-                remaining.discard(msg.partition())
+            value, offset, partition = msg.value(), msg.offset(), msg.partition()
+            if value is not None:
+                out.append(value)
+            if offset is not None and partition is not None and offset >= ends[partition] - 1:
+                remaining.discard(partition)
         return out
     finally:
         consumer.close()
