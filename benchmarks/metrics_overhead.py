@@ -17,7 +17,8 @@ summary read them), so ``on`` vs ``off`` measures the endpoint and its scrapes, 
 ``bare`` the reason aggregate inside the Spark job.
 
 Rates: records / sum of micro-batch times (the stage's ``busy_seconds``: JVM start-up excluded),
-and records / wall time of the whole run. Prints figures; asserts nothing. Usage:
+records / wall time of the whole run, and records / CPU-second of the stage process and its JVM (the
+steadiest of the three on a machine busy with other work). Prints figures; asserts nothing. Usage:
   .venv/bin/python benchmarks/metrics_overhead.py [--rows 300000] [--rounds 2] [--modes off,on,bare]
 Uses the local stack (started if needed) and its own database/topics/table (``mbench*``).
 """
@@ -97,6 +98,8 @@ def scraper(url: str, every: float, stop: threading.Event, sizes: list[int]) -> 
 
 def run_once(mode: str, spec_path: Path, port: int, scrape_every: float, log_path: Path) -> dict[str, Any]:
     """One run of the process stage over the whole backlog from a fresh checkpoint and table."""
+    from pipeline_bench import cpu_seconds
+
     from headwater.context import PipelineContext, reset_pipeline
     from headwater.observability.progress import read_progress
     from headwater.spec import load_spec
@@ -114,6 +117,11 @@ def run_once(mode: str, spec_path: Path, port: int, scrape_every: float, log_pat
     if mode == "on":
         thread = threading.Thread(target=scraper, args=(f"http://127.0.0.1:{port}/metrics", scrape_every, stop, sizes))
         thread.start()
+    cpu = 0.0
+    while proc.poll() is None:  # CPU seconds of the stage and its JVM: less swayed by other load than time
+        with contextlib.suppress(Exception):
+            cpu = cpu_seconds(proc.pid)
+        time.sleep(0.5)
     code = proc.wait()
     wall = time.perf_counter() - t0
     stop.set()
@@ -122,7 +130,8 @@ def run_once(mode: str, spec_path: Path, port: int, scrape_every: float, log_pat
     c = (read_progress(PipelineContext(spec).progress_path("process")) or {}).get("counters", {})
     rows, busy = int(c.get("rows_in", 0)), float(c.get("busy_seconds", 0.0))
     return {"mode": mode, "exit": code, "rows": rows, "batches": int(c.get("batches", 0)), "busy": busy,
-            "wall": wall, "rate": rows / busy if busy else 0.0, "wall_rate": rows / wall,
+            "wall": wall, "rate": rows / busy if busy else 0.0, "wall_rate": rows / wall, "cpu": cpu,
+            "cpu_rate": rows / cpu if cpu else 0.0,
             "scrapes": len(sizes), "scrape_bytes": max(sizes, default=0)}  # fmt: skip
 
 
@@ -174,29 +183,23 @@ def main() -> None:
             runs.append(r)
             print(f"run {len(runs)} {mode:<4}: {r['rows']:,} records in {r['batches']} batches: {r['rate']:,.0f} "
                   f"records/s over {r['busy']:.1f}s of batches; {r['wall_rate']:,.0f} records/s over {r['wall']:.1f}s "
-                  f"wall (exit {r['exit']}; HBase idle after {waited:.0f}s"
+                  f"wall; {r['cpu_rate']:,.0f} records per CPU-second ({r['cpu']:.0f} CPU-s) "
+                  f"(exit {r['exit']}; HBase idle after {waited:.0f}s"
                   + (f"; {r['scrapes']} scrapes of {r['scrape_bytes']:,} B)" if mode == "on" else ")"), flush=True)  # fmt: skip
-    medians = {}
+    medians: dict[str, tuple[float, ...]] = {}
     for mode in modes:
         mine = [r for r in runs if r["mode"] == mode and r["exit"] == 0]
         if mine:
-            medians[mode] = (
-                statistics.median(r["rate"] for r in mine),
-                statistics.median(r["wall_rate"] for r in mine),
-            )
-            print(f"median {mode:<4}: {medians[mode][0]:,.0f} records/s (batches), {medians[mode][1]:,.0f} records/s (wall)")  # fmt: skip
-    for a, b, what in (
-        ("on", "off", "the endpoint and its scrapes"),
-        ("off", "bare", "the per-reason dead-letter list"),
-    ):
+            medians[mode] = tuple(statistics.median(r[k] for r in mine) for k in ("rate", "wall_rate", "cpu_rate"))
+            print(f"median {mode:<4}: {medians[mode][0]:,.0f} records/s (batches), {medians[mode][1]:,.0f} records/s "
+                  f"(wall), {medians[mode][2]:,.0f} records per CPU-second")  # fmt: skip
+    pairs = (("on", "off", "the endpoint and its scrapes"), ("off", "bare", "the per-reason dead-letter list"),
+             ("on", "bare", "the endpoint, its scrapes and the reason list"))  # fmt: skip
+    for a, b, what in pairs:
         if a in medians and b in medians:
-            over = medians[b][0] / medians[a][0] - 1
-            over_wall = medians[b][1] / medians[a][1] - 1
-            print(f"OVERHEAD {a} vs {b} ({what}): {over * 100:+.1f} % (batches), {over_wall * 100:+.1f} % (wall)"
-                  "  (positive: slower; target <= 3 %)")  # fmt: skip
-    if "on" in medians and "bare" in medians:
-        over = medians["bare"][0] / medians["on"][0] - 1
-        print(f"OVERHEAD on vs bare (all the metrics of issue 14 that a run can switch): {over * 100:+.1f} % (batches)")
+            over = [medians[b][i] / medians[a][i] - 1 for i in range(3)]
+            print(f"OVERHEAD {a} vs {b} ({what}): {over[0] * 100:+.1f} % (batches), {over[1] * 100:+.1f} % (wall), "
+                  f"{over[2] * 100:+.1f} % (CPU)  (positive: costlier; target <= 3 %)")  # fmt: skip
     print(f"logs: {tmp}")
 
 
