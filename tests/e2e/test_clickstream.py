@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,18 @@ def test_clickstream_end_to_end(stack, unique, tmp_path) -> None:  # type: ignor
     out = run_cli("run", str(path), "--until-drained")
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     check(stack, names)
+    # The query side decodes the columns the window computed with the types they were written with
+    # (kept with the table by the process stage), not as text: views is a number, spend a decimal.
+    out = run_cli("query", str(path), "--prefix", "user_id=u0007", "--limit", "100", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    want = {w: p for (u, w), p in clicks.expected(EVENTS, USERS).profiles.items() if u == "u0007"}
+    assert len(rows) == len(want)
+    for row in rows:
+        cols = row["columns"]
+        assert isinstance(cols["views"], int) and not isinstance(cols["views"], bool), row
+        start = datetime.fromisoformat(row["key"]["window_start"])
+        assert (cols["views"], Decimal(cols["spend"])) == (want[start]["views"], want[start]["spend"])
 
 
 def test_clickstream_kill_9_mid_stream(stack, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]

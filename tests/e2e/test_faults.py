@@ -305,7 +305,10 @@ def test_disk_full_under_the_checkpoint(stack, spark, shared, unique, tmp_path) 
         expected_ids = {str(k[1]) for k in oracle[0]}
         missing = (covered & expected_ids) - stored
         print(f"last committed batch {last}, records covered {len(covered)}, rows in HBase {len(cells)}")
-        assert last >= 1 and not missing, f"{len(missing)} committed records not in HBase"
+        # Two batches wrote before the fill, so batch 0 was committed (a batch starts after its
+        # predecessor's commit); batch 1's commit may or may not have made it before the disk was full.
+        assert last >= 0, "no batch was committed before the disk was full"
+        assert not missing, f"{len(missing)} committed records not in HBase"
 
         for f in mount.glob("filler*"):
             f.unlink()

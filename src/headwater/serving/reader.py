@@ -4,7 +4,9 @@
 decoded with the sink's :class:`~headwater.sinks.hbase.rowkey.RowKeyTemplate`, cells with
 :func:`~headwater.sinks.hbase.codec.decode_value`. Column types come, in this order, from the sink
 config's ``{column: type}`` form, from the ``types`` mapping given to the reader (see
-:func:`types_from_schema`, and ``--type col=type`` on the command line), else ``string``.
+:func:`types_from_schema`, and ``--type col=type`` on the command line), then from the types the
+process stage stored with the table when it wrote it (:mod:`headwater.sinks.hbase.mapping`: a column a
+transform computed, such as ``total``, reads back as the decimal it was written as), else ``string``.
 
 Key field values may be given as strings (from a URL or the command line): they are converted to
 the type of their row-key part (``int``/``long`` -> integer, ``double`` -> float, ``timestamp``
@@ -21,6 +23,7 @@ import base64
 import binascii
 import contextlib
 import itertools
+import logging
 import math
 import re
 import socket
@@ -39,6 +42,8 @@ if TYPE_CHECKING:
     from headwater.sinks.hbase import HBaseSinkConfig
     from headwater.sinks.hbase.thrift2 import Thrift2Client
     from headwater.spec.models import HBaseConnection, PipelineSpec
+
+log = logging.getLogger("headwater.serving")
 
 __all__ = [
     "CellDecodeError", "InvalidRequest", "Row", "TableReader", "decode_page_token", "encode_page_token",
@@ -247,13 +252,14 @@ class TableReader:
         self._t = idl()
         self._pool = _Pool(hbase_connection, pool_size)
         given, valid = dict(types or {}), ", ".join(TYPE_NAMES)
+        stored = self._stored_types()
         self.cells: dict[tuple[bytes, bytes], tuple[str, str]] = {}  # (family, qualifier) -> (name, type)
         names = [c for cols in sink_config.columns.values() for c in cols]
         for family, cols in sink_config.columns.items():
             declared = cols if isinstance(cols, dict) else dict.fromkeys(cols)
             for col, typ in declared.items():
                 name = col if names.count(col) == 1 else f"{family}:{col}"
-                resolved = typ or given.get(col, "string")
+                resolved = typ or given.get(col) or stored.get(col) or "string"
                 if resolved not in TYPE_NAMES:
                     raise ConfigError(f"type of column {col!r}: unknown type {resolved!r}; valid: {valid}")
                 self.cells[(family.encode(), col.encode())] = (name, resolved)
@@ -262,6 +268,17 @@ class TableReader:
         for part in self.template.parts:
             if part.kind not in ("literal", "salt", "hash"):
                 self._field_kind.setdefault(part.field, part.kind)
+
+    def _stored_types(self) -> dict[str, str]:
+        """The column types the process stage kept with the table (:mod:`headwater.sinks.hbase.mapping`)."""
+        from headwater.sinks.hbase import mapping
+
+        try:
+            with self._pool.client() as client:
+                return mapping.load(client, self.table)
+        except Exception as exc:  # no table yet, HBase away: types from the spec; the reads will say what is wrong
+            log.warning("column types of %s not read from HBase (%s); using the spec's", self.table, exc)
+            return {}
 
     @property
     def key_fields(self) -> list[str]:

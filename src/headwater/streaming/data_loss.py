@@ -8,6 +8,7 @@ offset, so the loss is named exactly, all partitions at once, before any record 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 
     from pyspark.sql import SparkSession
 
-    from headwater.context import PipelineContext
     from headwater.observability.progress import ProgressFile
     from headwater.spec.models import PipelineSpec
 
@@ -91,23 +91,24 @@ def next_offsets(spark: Any, checkpoint: str, topic: str) -> dict[int, int] | No
     return None if text is None else offset_log.source_offsets(text, topic)
 
 
-class DataLossChecks:
-    """The data-loss checks of :class:`~headwater.streaming.process.ProcessStage` (``process.on_data_loss``)."""
+class DataLossGuard:
+    """The process stage's guard against records gone from Kafka before it read them (``process.on_data_loss``).
 
-    if TYPE_CHECKING:  # provided by ProcessStage
-        ctx: PipelineContext
-        spec: PipelineSpec
-        progress: ProgressFile
-        _lock: threading.Lock
-        _lost: dict[tuple[int, int], int]
+    Composed into the stage with what it needs: the spec, a way to the SparkSession (to read the
+    checkpoints), the checkpoints of the stage's queries, and the progress file it records skipped
+    ranges in (under the stage's lock).
+    """
 
-        @property
-        def spark(self) -> SparkSession: ...
-        @property
-        def stateful(self) -> bool: ...
-        def _failed(self, exc: Exception) -> Exception: ...
+    def __init__(self, spec: PipelineSpec, spark: Callable[[], SparkSession], checkpoints: Callable[[], list[str]],
+                 progress: ProgressFile, lock: threading.Lock) -> None:  # fmt: skip
+        self.spec = spec
+        self.spark = spark
+        self.checkpoints = checkpoints
+        self.progress = progress
+        self.lock = lock
+        self.lost: dict[tuple[int, int], int] = {}  # on_data_loss skip: (partition, first) -> last offset lost
 
-    def check_data_loss(self) -> None:
+    def check(self) -> None:
         """Compare where each query's checkpoint reads next with the topic's log start offsets.
 
         Records gone in between aged out (or were deleted) before the stage read them. With
@@ -121,32 +122,27 @@ class DataLossChecks:
         topic = self.spec.topic.name
         log_start = kafka.start_offsets(self.spec.connections.kafka, topic)
         found: list[LostRange] = []
-        for checkpoint in self._checkpoints():
-            found += lost_ranges(next_offsets(self.spark, checkpoint, topic) or {}, log_start)
+        for checkpoint in self.checkpoints():
+            found += lost_ranges(next_offsets(self.spark(), checkpoint, topic) or {}, log_start)
         ranges = merge(found)
         if not ranges:
             return
         if self.spec.process.on_data_loss == "fail":
-            raise self._failed(DataLossError(message(topic, ranges)))
-        self._note_lost(ranges)
+            raise DataLossError(message(topic, ranges))
+        self.note(ranges)
 
-    def _checkpoints(self) -> list[str]:
-        """The checkpoint of every query the stage runs (stateful mode: main and dead-letter queries)."""
-        base = self.ctx.checkpoint.rstrip("/")
-        return [f"{base}/main", f"{base}/dlq"] if self.stateful else [self.ctx.checkpoint]
-
-    def _note_lost(self, ranges: list[LostRange]) -> None:
+    def note(self, ranges: list[LostRange]) -> None:
         """Record ranges skipped under ``on_data_loss: skip`` (each offset counted once)."""
         for r in ranges:
-            before = self._lost.get((r.partition, r.first), r.first - 1)
+            before = self.lost.get((r.partition, r.first), r.first - 1)
             if r.last <= before:
                 continue
-            self._lost[(r.partition, r.first)] = r.last
+            self.lost[(r.partition, r.first)] = r.last
             log.warning("on_data_loss skip: topic %s %s no longer in Kafka; skipped", self.spec.topic.name,
                         r.describe())  # fmt: skip
-            with self._lock:
+            with self.lock:
                 self.progress.add(records_lost=r.last - before)
                 self.progress.set(data_loss=[
-                    LostRange(p, first, last).as_dict() for (p, first), last in sorted(self._lost.items())
+                    LostRange(p, first, last).as_dict() for (p, first), last in sorted(self.lost.items())
                 ])  # fmt: skip
                 self.progress.flush()

@@ -38,7 +38,7 @@ from headwater.faults import RetryBudget, classify
 from headwater.observability.progress import LatencyHistogram, ProgressFile
 from headwater.streaming import data_loss, dlq
 from headwater.streaming import decode as dec
-from headwater.streaming.data_loss import DataLossChecks
+from headwater.streaming.data_loss import DataLossGuard
 from headwater.streaming.expectations import (
     apply_expectations,
     count_expectations,
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("headwater.process")
 
 
-class ProcessStage(StatefulMode, DataLossChecks):
+class ProcessStage(StatefulMode):
     """Runs the streaming query of one pipeline in this process."""
 
     def __init__(self, ctx: PipelineContext, spark: SparkSession | None = None) -> None:
@@ -81,7 +81,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         self._replay: list[Any] | None = None
         self._window: Any = None
         self._cut = 0
-        self._lost: dict[tuple[int, int], int] = {}  # on_data_loss skip: (partition, first) -> last offset lost
+        self.guard = DataLossGuard(self.spec, lambda: self.spark, self._checkpoints, self.progress, self._lock)
         self._kafka_away = False
         self.clock: Callable[[], float] = time.monotonic  # the restart bound's clock (tests inject one)
         self.first_backoff = 2.0  # seconds before the first query restart; doubles up to 60
@@ -91,6 +91,18 @@ class ProcessStage(StatefulMode, DataLossChecks):
         if self._spark is None:
             self._spark = self.ctx.spark("process")
         return self._spark
+
+    def check_data_loss(self) -> None:
+        """Fail (``on_data_loss: fail``, recorded as the stage's final state) or note records gone from Kafka."""
+        try:
+            self.guard.check()
+        except DataLossError as exc:
+            raise self._failed(exc) from None
+
+    def _checkpoints(self) -> list[str]:
+        """The checkpoint of every query the stage runs (stateful mode: main and dead-letter queries)."""
+        base = self.ctx.checkpoint.rstrip("/")
+        return [f"{base}/main", f"{base}/dlq"] if self.stateful else [self.ctx.checkpoint]
 
     @functools.cached_property
     def fanout(self) -> SinkFanOut:
@@ -313,7 +325,7 @@ class ProcessStage(StatefulMode, DataLossChecks):
         marks = kafka.watermarks(self.spec.connections.kafka, self.spec.topic.name)
         done = committed_offsets(query, self.spec.topic.name)
         if self.spec.process.on_data_loss == "skip":
-            self._note_lost(data_loss.lost_ranges(done, {p: low for p, (low, _) in marks.items()}))
+            self.guard.note(data_loss.lost_ranges(done, {p: low for p, (low, _) in marks.items()}))
         ends = {p: high for p, (_, high) in marks.items()}
         per_partition = {p: max(0, end - done.get(p, 0)) for p, end in ends.items()}
         self.progress.set(lag_partitions=per_partition, topic=self.spec.topic.name)

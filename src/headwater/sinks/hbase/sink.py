@@ -144,6 +144,10 @@ class HBaseSink(Sink):
         "effectively once: row keys and cell timestamps come from the record, so a replay rewrites the same cells"
     )
 
+    def __init__(self, config: HBaseSinkConfig, connections: Any) -> None:
+        super().__init__(config, connections)
+        self._resolved: WriterDescription | None = None  # the mapping checked against the records (check)
+
     def required_fields(self) -> list[str]:
         return list(RowKeyTemplate.parse(self.config.row_key).fields)
 
@@ -154,12 +158,17 @@ class HBaseSink(Sink):
                       | {n for n in schema.fieldNames() if n in ("_hw_partition", "_hw_offset")})  # fmt: skip
 
     def check(self, schema: StructType) -> None:
-        self.describe(schema)
+        self._resolved = self.describe(schema)
 
     def prepare(self) -> None:
-        from headwater.sinks.hbase.admin import ensure_table
+        from headwater.sinks.hbase import mapping
+        from headwater.sinks.hbase.admin import connect, ensure_table
 
         ensure_table(self.config, self.connections.hbase)
+        resolved = self._resolved
+        if resolved is not None:  # the mapping checked against the records: kept with the table for the query side
+            with connect(self.connections.hbase) as client:
+                mapping.store(client, self.config.full_table, mapping.column_types(resolved.cells))
 
     def drop(self) -> list[str]:
         from headwater.sinks.hbase.admin import connect

@@ -166,6 +166,9 @@ class Thrift2Client:
     def describe(self, name: str) -> Any:
         return self._client.getTableDescriptor(self.table_name(name))
 
+    def modify_table(self, desc: Any) -> None:
+        self._client.modifyTable(desc)
+
     def create_table(self, name: str, families: list[Any], split_keys: list[bytes] | None = None) -> None:
         desc = self.t.TTableDescriptor(tableName=self.table_name(name), columns=families)
         self._client.createTable(desc, split_keys or [])
