@@ -43,7 +43,7 @@ class Source(ABC):
         self.connections = connections
 
     def describe(self) -> str:
-        """One line naming what is read, e.g. ``hive table demo.orders``."""
+        """What is read, in a few words (a table name, ``kafka topic x``): errors and progress name it."""
         return f"{self.config.type} source"
 
     def poll_seconds(self) -> float:

@@ -53,7 +53,7 @@ class HiveSource(Source):
     config: HiveSourceConfig
 
     def describe(self) -> str:
-        return f"hive table {self.config.table}"
+        return self.config.table
 
     def poll_seconds(self) -> float:
         from headwater.timeutil import parse_duration
