@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import threading
@@ -171,6 +172,17 @@ def _install_log_redaction() -> None:
             record.msg, record.args = clean, None
         if record.exc_info and not record.exc_text:
             record.exc_text = redact(formatter.formatException(record.exc_info))
+        if record.exc_info and record.exc_info[1] is not None:
+            # A formatter that reads the exception itself (e.g. PySpark's JSON formatter) must see it redacted too.
+            exc = record.exc_info[1]
+            text = str(exc)
+            if redact(text) != text:
+                try:
+                    clone = copy.copy(exc)
+                    clone.args = (redact(text),)
+                except Exception:
+                    clone = RuntimeError(redact(text))
+                record.exc_info = (type(clone), clone, record.exc_info[2])
         return record
 
     logging.setLogRecordFactory(factory)

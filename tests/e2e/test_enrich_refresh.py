@@ -63,7 +63,7 @@ def _refreshes(progress: Path) -> int:
         return 0
 
 
-def _wait_for_refresh(progress: Path, timeout: float = 120) -> None:
+def _wait_for_refresh(progress: Path, timeout: float = 300) -> None:
     """Until a re-read that began after now has finished (the one running now may predate the change)."""
     target = _refreshes(progress) + 2
     wait_for(f"enrich_refreshes to reach {target} in {progress}", lambda: _refreshes(progress) >= target, timeout)

@@ -210,3 +210,26 @@ def test_redact_helpers() -> None:
     assert redact.redact("x-y-z-w", ["y-z-"]) == "x-***w"
     assert redact.mask_secrets({"a": [{"sasl.password": 1}], "b": (1,)}) == {"a": [{"sasl.password": "***"}],
                                                                              "b": (1,)}  # fmt: skip
+
+
+def test_a_formatter_reading_the_exception_itself_sees_it_redacted() -> None:
+    """Formatters that format ``record.exc_info`` themselves (PySpark's JSON one does) get the redacted exception."""
+    load_spec_text(yaml.safe_dump(_doc(**_good_connections())))
+    seen: list[str] = []
+
+    class Own(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            assert record.exc_info is not None
+            seen.append(f"{record.exc_info[0].__name__}: {record.exc_info[1]}")
+
+    log = logging.getLogger("headwater.test_secrets_exc")
+    handler = Own()
+    log.addHandler(handler)
+    try:
+        try:
+            raise ValueError(f"client said: bad password {KEY_PASSWORD}")
+        except ValueError:
+            log.exception("failed")
+    finally:
+        log.removeHandler(handler)
+    assert seen == ["ValueError: client said: bad password ***"]
