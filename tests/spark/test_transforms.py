@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from headwater.errors import ConfigError, NotFoundError
-from headwater.streaming.watermarks import BatchWatermarks, WindowConfig, WindowTransform, parse_interval
+from headwater.streaming.watermarks import BatchWatermarks
 from headwater.transforms.dedupe import DedupeConfig, DedupeTransform
 from headwater.transforms.enrich import EnrichConfig, EnrichTransform
 from headwater.transforms.filter import FilterConfig, FilterTransform
 from headwater.transforms.python import PythonConfig, PythonTransform
 from headwater.transforms.select import SelectConfig, SelectTransform
 from headwater.transforms.sql import SqlConfig, SqlTransform
+from headwater.transforms.window import WindowConfig, WindowTransform, parse_interval
 
 pytestmark = pytest.mark.spark
 # Python workers must run this interpreter (headwater, pandas); read when the SparkContext starts.
