@@ -105,6 +105,7 @@ _RULES: list[_Rule] = [
     # retries a task: the query restarts from its checkpoint instead; the batch is replayed.
     _rule(r"Python worker exited unexpectedly|Python worker crashed", "transient", "worker_crashed",
           "a Python worker died ({match})"),
+    _rule(r"micro-batch stuck", "transient", "stuck", "a micro-batch was stuck and is restarted ({match})"),
     _rule(r"NotServingRegionException|RegionMovedException|RegionOpeningException|RegionTooBusyException|"
           r"ServerNotRunningYetException|PleaseHoldException|CallQueueTooBigException|RegionServerStoppedException",
           "transient", "region_moving", "HBase: region moving or busy ({match})"),

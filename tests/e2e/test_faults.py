@@ -177,7 +177,9 @@ def test_kill9_python_worker_while_writing(stack, spark, shared, unique, tmp_pat
     """A Python worker (the HBase writer runs in it, inside mapInArrow) is kill -9ed while it is busy
     writing a batch: the task or the query is retried, and the result is exact."""
     table, oracle = shared
-    path = write_spec(tmp_path, unique, max_offsets=8_000, table=table)
+    # A batch takes seconds here: one running 90 s is stuck (seen once in CI after the kill, with no
+    # error from Spark), and the stage restarts the query instead of hanging.
+    path = write_spec(tmp_path, unique, max_offsets=8_000, table=table, process=", batch_timeout: 90 seconds")
     spec = load_spec(path)
     _ingest(path)
     log = tmp_path / "process.log"

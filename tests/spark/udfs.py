@@ -37,3 +37,11 @@ def tag_orders(pdf: pd.DataFrame) -> pd.DataFrame:
 def passthrough(pdf: pd.DataFrame) -> pd.DataFrame:
     """The records unchanged."""
     return pdf
+
+
+def stall(pdf: pd.DataFrame) -> pd.DataFrame:
+    """Never returns in time: a micro-batch that is stuck (the stage's batch_timeout must end it)."""
+    import time
+
+    time.sleep(3600)
+    return pdf

@@ -292,6 +292,11 @@ class ProcessSpec(_Model):
         "them and records the ranges in the progress file (records_lost, data_loss).",
     )
 
+    batch_timeout: Annotated[str, AfterValidator(_duration)] = Field(
+        default="10 minutes",
+        description="A micro-batch running longer than this is stuck: the query is stopped and restarted from "
+        "its checkpoint (counted as a restart); a query that does not stop fails the stage. Nothing hangs.",
+    )
     restarts: RetryBound = Field(
         default_factory=RetryBound,
         description="Restarts of the streaming query after a transient failure (HBase or Kafka away longer "

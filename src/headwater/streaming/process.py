@@ -49,6 +49,7 @@ from headwater.streaming.failed_rows import dead_letter_rows, split_errors
 from headwater.streaming.fanout import BatchWrite, SinkFanOut, empty_write
 from headwater.streaming.stateful import StatefulMode
 from headwater.testing import fault_point
+from headwater.timeutil import parse_duration
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -379,6 +380,8 @@ class ProcessStage(StatefulMode):
                 fault = classify(str(exc))
             except TransientError as exc:  # Kafka away while the checkpoints are checked against it
                 fault = classify(exc)
+            except PermanentError as exc:  # a stuck query that would not stop
+                raise self._failed(exc) from None
             if not fault.transient:
                 raise self._failed(PermanentError(f"process stage stopped: {fault.message}")) from None
             if not budget.take():
@@ -409,12 +412,21 @@ class ProcessStage(StatefulMode):
         self.progress.set(state="running", query_id=str(query.id), checkpoint=self.ctx.checkpoint)
         self.progress.flush()
         queries = [q for q in (query, self.side_query) if q is not None]
+        watchdog = BatchWatchdog(parse_duration(self.spec.process.batch_timeout))
+        grace = STOP_GRACE_SECONDS
         try:
             while not self.stop_event.wait(1.0):
                 for q in queries:
                     if not q.isActive:
                         exc = q.exception()
                         raise QueryFailed(f"streaming query {q.name} stopped: {exc}")
+                stuck = watchdog.check(any(q.status["isTriggerActive"] for q in queries), time.monotonic())
+                if stuck is not None:
+                    grace = 0.0  # it will not finish: stop it now
+                    raise QueryFailed(
+                        f"micro-batch stuck: running for {stuck:.0f}s, over process.batch_timeout "
+                        f"({self.spec.process.batch_timeout}); the query is stopped and restarted from its checkpoint"
+                    )
                 if self.stateful:
                     self.refresh_planned()
                 lag = self._max_lag(queries)
@@ -428,7 +440,7 @@ class ProcessStage(StatefulMode):
         finally:
             if self.side_query is not None:
                 self.stop_event.set()  # a side batch waiting for the main query gives up
-            _stop_between_batches(queries)
+            _stop_between_batches(queries, grace)
         self.progress.set(state="drained" if until_drained else "stopped")
         self.progress.flush()
         return dict(self.progress.data)
@@ -490,17 +502,44 @@ class QueryFailed(RuntimeError):
 STOP_GRACE_SECONDS = 60.0
 
 
-def _stop_between_batches(queries: list[StreamingQuery]) -> None:
+STOP_TIMEOUT_SECONDS = 120.0
+
+
+class BatchWatchdog:
+    """Says when a micro-batch has been running for longer than ``timeout`` seconds (it is stuck)."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.since: float | None = None
+
+    def check(self, active: bool, now: float) -> float | None:
+        """Feed whether a batch runs at ``now``; returns how long it has run once that is over the timeout."""
+        if not active:
+            self.since = None
+            return None
+        if self.since is None:
+            self.since = now
+        running = now - self.since
+        return running if running > self.timeout else None
+
+
+def _stop_between_batches(queries: list[StreamingQuery], grace: float = STOP_GRACE_SECONDS) -> None:
     """Stop the queries, letting a micro-batch in flight finish first (sink, dead letters, commit).
 
     ``StreamingQuery.stop`` interrupts a running batch; it would be replayed on restart (nothing is
     lost), but its rows would already be in the sink while its dead letters and counts were not.
+    A stop that does not return within :data:`STOP_TIMEOUT_SECONDS` (a task stuck beyond Spark's
+    interrupt) fails the stage rather than hanging it.
     """
-    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    deadline = time.monotonic() + grace
     for q in reversed(queries):
         while q.isActive and q.status["isTriggerActive"] and time.monotonic() < deadline:
             time.sleep(0.05)
-        q.stop()
+        stopper = threading.Thread(target=q.stop, name="headwater-query-stop", daemon=True)
+        stopper.start()
+        stopper.join(STOP_TIMEOUT_SECONDS)
+        if stopper.is_alive():
+            raise PermanentError(f"streaming query {q.name} did not stop within {STOP_TIMEOUT_SECONDS:.0f}s")
 
 
 def _is_data_loss(message: str) -> bool:
