@@ -133,6 +133,10 @@ def send_with_retry(call: Callable[[], None], desc: WriterDescription, conn: _Co
             named = (
                 fault.message if "table" in (fault.subject or "") else f"HBase table '{desc.table}': {fault.message}"
             )
+            if fault.reason == "family_not_found" and "family" not in (fault.subject or ""):
+                missing = _missing_families(conn, desc)  # the server's text did not name it: ask the table
+                if missing:
+                    named = f"HBase table '{desc.table}': column family {', '.join(repr(f) for f in missing)} does not exist"
             if not fault.transient:
                 raise PermanentError(f"{named}{where}") from exc
             gone = _table_unusable(conn, desc.table)  # a disabled table looks like a region that never opens
@@ -145,6 +149,18 @@ def send_with_retry(call: Callable[[], None], desc: WriterDescription, conn: _Co
             conn.reset()
             time.sleep(delay)
             attempt += 1
+
+
+def _missing_families(conn: _Connection, desc: WriterDescription) -> list[str]:
+    """The families the writer writes that ``desc.table`` lacks ([] if it cannot tell)."""
+    conn.reset()
+    try:
+        have = {c.name.decode() if isinstance(c.name, bytes) else str(c.name)
+                for c in (conn.get().describe(desc.table).columns or [])}  # fmt: skip
+    except Exception:  # the server is away: the message stays as the error gave it
+        conn.reset()
+        return []
+    return sorted({c.family for c in desc.cells} - have)
 
 
 def _table_unusable(conn: _Connection, table: str) -> str | None:
