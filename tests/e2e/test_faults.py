@@ -173,18 +173,11 @@ def test_kill9_process_stage_stateful(stack, spark, unique, tmp_path) -> None:  
     assert {k: v["reason"] for k, v in dlq.items()} == bad
 
 
-@pytest.mark.quarantine
 def test_kill9_python_worker_while_writing(stack, spark, shared, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """A Python worker (the HBase writer runs in it, inside mapInArrow) is kill -9ed while it is busy
-    writing a batch: the task or the query is retried, and the result is exact.
-
-    QUARANTINED (open bug, issue 11): in 2 of 4 full-suite runs the stage hung right after the kill. The
-    batch never ended and the stage's own monitoring loop stopped too (its progress file was last written
-    the second of the kill), so process.batch_timeout could not fire. Passes when run alone (3 of 3).
-    Run it with `pytest -m quarantine tests/e2e/test_faults.py`."""
+    writing a batch: the task or the query is retried, and the result is exact."""
     table, oracle = shared
-    # A batch takes seconds here: one running 90 s is stuck (seen once in CI after the kill, with no
-    # error from Spark), and the stage restarts the query instead of hanging.
+    # A batch takes seconds here: one running 90 s would be stuck, and the stage restarts the query.
     path = write_spec(tmp_path, unique, max_offsets=8_000, table=table, process=", batch_timeout: 90 seconds")
     spec = load_spec(path)
     _ingest(path)
@@ -212,8 +205,9 @@ def test_kill9_python_worker_while_writing(stack, spark, shared, unique, tmp_pat
 
         victim = wait_for("a Python worker writing to HBase", busy_worker, 300, proc, every=0.01)
         written = counters(spec).get("rows_written", 0)
+        name = " ".join(victim.cmdline()[:3])  # before the kill: a killed worker is a zombie until reaped
         victim.kill()
-        print(f"killed Python worker pid {victim.pid} ({' '.join(victim.cmdline()[:3])}) after {written} rows written")
+        print(f"killed Python worker pid {victim.pid} ({name}) after {written} rows written")
         code = proc.wait(timeout=600)
     finally:
         if proc.poll() is None:
