@@ -21,9 +21,17 @@ def stack() -> None:
 
 
 @stack.command()
-def up() -> None:
+@click.option(
+    "--profile",
+    type=click.Choice(["local", "cluster"]),
+    default=None,
+    help="local (default): one process per service. cluster: also a Spark standalone cluster, three Kafka "
+    "brokers and Hadoop (HDFS + YARN). Remembered: later commands use the profile the stack was started with.",
+)
+def up(profile: str | None) -> None:
     """Start every service not running yet and wait until each answers its protocol."""
-    s = _stack()
+    s = Stack(StackConfig.from_env(profile=profile)) if profile else _stack()
+    s.record_profile()
     timings = s.up(progress=lambda m: click.echo(m, err=True))
     click.echo(f"stack ready in {timings['total']:.1f}s (home {s.config.root})")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -16,6 +16,10 @@ from headwater.errors import ConfigError
 
 # Versions live in one place: the pom files next to this module pin the JVM artifacts, and
 # pyproject.toml/requirements.lock pin pyspark, whose version the Spark Kafka connector must equal.
+
+
+#: File in the state folder that records the profile the stack was started with.
+PROFILE_FILE = "profile"
 
 
 class StackConfig(BaseModel):
@@ -26,6 +30,11 @@ class StackConfig(BaseModel):
     home: Path = Field(default=Path(".headwater"), description="Root for cache/ (jars) and stack/ (state).")
     cache: Path | None = Field(default=None, description="Jar and class-data cache; default <home>/cache.")
     host: str = Field(default="127.0.0.1", description="Loopback address every service binds to.")
+    profile: Literal["local", "cluster"] = Field(
+        default="local",
+        description="local: one process per service (Kafka, HBase + Thrift, Hive metastore); cluster: the same "
+        "plus real cluster engines on loopback (see docs/stack.md, 'The cluster profile').",
+    )
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     zookeeper_port: int = 2181
@@ -49,6 +58,11 @@ class StackConfig(BaseModel):
             if env is not None:
                 values[name] = env
         values.update(overrides)
+        if "profile" not in values:  # the profile `stack up --profile` recorded, so status/down/run agree with it
+            home = Path(values.get("home") or cls.model_fields["home"].default)
+            recorded = home.expanduser() / "stack" / PROFILE_FILE
+            if recorded.is_file():
+                values["profile"] = recorded.read_text().strip()
         try:
             return cls(**values)
         except ValidationError as exc:

@@ -43,14 +43,14 @@ class Stack:
 
     def __init__(self, config: StackConfig | None = None) -> None:
         self.config = config or StackConfig.from_env()
-        # Start order: the slow HBase master early; Thrift last since it needs the master.
-        self.services: list[Service] = [
-            MetastoreService(self.config),
-            HBaseService(self.config),
-            KafkaService(self.config),
-            HBaseThriftService(self.config),
-            HBaseThrift2Service(self.config),
-        ]
+        self.services: list[Service] = services_for(self.config)
+
+    def record_profile(self) -> None:
+        """Remember this stack's profile in its state folder (read back by :meth:`StackConfig.from_env`)."""
+        from headwater.stack.config import PROFILE_FILE
+
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        (self.config.state_dir / PROFILE_FILE).write_text(self.config.profile + "\n")
 
     def service(self, name: str) -> Service:
         """The service called ``name``; an unknown name lists the known ones."""
@@ -161,6 +161,24 @@ class Stack:
     def healthy(self) -> bool:
         """True if every service runs and answers."""
         return all(s.state == "running" for s in self.status())
+
+
+def services_for(config: StackConfig) -> list[Service]:
+    """The services of ``config.profile``, in start order.
+
+    The slow HBase master starts early and the Thrift servers last, since they need the master. The
+    cluster profile adds the cluster engines after the services they depend on.
+    """
+    services: list[Service] = [
+        MetastoreService(config),
+        HBaseService(config),
+        KafkaService(config),
+        HBaseThriftService(config),
+        HBaseThrift2Service(config),
+    ]
+    if config.profile == "cluster":
+        services += []  # cluster engines: Spark standalone, more Kafka brokers, Hadoop (issue 13)
+    return services
 
 
 def _port_owner(port: int) -> int | None:
