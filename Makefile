@@ -22,7 +22,7 @@ test: jars                ## the whole suite; it starts and stops its own stack
 	$(BIN)/pytest
 
 unit: $(STAMP)            ## unit tests only (no JVM, seconds)
-	$(BIN)/pytest -m "not spark and not integration and not e2e and not package"
+	$(BIN)/pytest -m "not spark and not integration and not e2e and not cluster and not package"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks

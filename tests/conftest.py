@@ -39,8 +39,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The package tier (tests/package: build, install in a fresh venv, its own stack) runs last.
-    items.sort(key=lambda item: item.get_closest_marker("package") is not None)  # stable: order kept within tiers
+    # The cluster tier (tests/cluster: its own cluster-profile stack) runs after the single-node tiers, and the
+    # package tier (tests/package: build, install in a fresh venv, its own stack) runs last.
+    def tier(item: pytest.Item) -> int:
+        return 2 if item.get_closest_marker("package") else 1 if item.get_closest_marker("cluster") else 0
+
+    items.sort(key=tier)  # stable: order kept within tiers
 
 
 @pytest.fixture(scope="session")
