@@ -29,6 +29,12 @@ TEST_ENV = {
     "HEADWATER_THRIFT_PORT": "19090",
     "HEADWATER_THRIFT2_PORT": "19091",
     "HEADWATER_METASTORE_PORT": "19083",
+    # the cluster profile's Spark standalone: master, its web UI, and the first worker's ports (worker i: + i)
+    "HEADWATER_SPARK_MASTER_PORT": "17077",
+    "HEADWATER_SPARK_MASTER_WEBUI_PORT": "18080",
+    "HEADWATER_SPARK_MASTER_REST_PORT": "16066",
+    "HEADWATER_SPARK_WORKER_PORT": "17078",
+    "HEADWATER_SPARK_WORKER_WEBUI_PORT": "18081",
 }
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import psutil
 
 from headwater.errors import StackError
-from headwater.stack import jars, supervisor
+from headwater.stack import jars, spark_cluster, supervisor
 from headwater.stack.config import StackConfig
 from headwater.stack.hbase import HBaseService, HBaseThrift2Service, HBaseThriftService
 from headwater.stack.kafka import KafkaService
@@ -88,7 +88,8 @@ class Stack:
                 continue
             self._check_ports_free(svc)
             svc.prepare()
-            started[svc.name] = supervisor.start(svc.argv(), svc.log, cwd=svc.dir)
+            env = svc.environment()
+            started[svc.name] = supervisor.start(svc.argv(), svc.log, cwd=svc.dir, env=env, exact_env=env is not None)
             say(f"{svc.name}: started (pid {started[svc.name]}), log {svc.log}")
         for svc in self.services:
             waited = supervisor.wait_ready(
@@ -177,7 +178,7 @@ def services_for(config: StackConfig) -> list[Service]:
         HBaseThrift2Service(config),
     ]
     if config.profile == "cluster":
-        services += []  # cluster engines: Spark standalone, more Kafka brokers, Hadoop (issue 13)
+        services += spark_cluster.services(config)  # cluster engines: Spark standalone, more Kafka brokers, Hadoop
     return services
 
 
