@@ -49,8 +49,12 @@ class StackConfig(BaseModel):
     spark_worker_port: int = Field(default=7078, description="First Spark worker's port; worker i uses this + i.")
     spark_worker_webui_port: int = Field(default=8081, description="First worker's web UI port; worker i: + i.")
     spark_workers: int = Field(default=2, ge=1, le=8, description="Spark workers of the cluster profile.")
-    spark_worker_cores: int = Field(default=1, ge=1, description="Cores each Spark worker offers.")
-    spark_worker_memory: str = Field(default="1g", description="Memory each worker offers its executors.")
+    spark_worker_cores: int = Field(
+        default=2, ge=1, description="Cores each Spark worker offers (an application takes one per worker by default)."
+    )
+    spark_worker_memory: str = Field(
+        default="2g", description="Memory each worker offers its executors (two applications of 1g executors)."
+    )
     spark_daemon_heap: str = Field(default="256m", description="Heap of the Spark master and worker JVMs.")
     kafka_heap: str = "512m"
     hbase_heap: str = "1g"

@@ -113,9 +113,14 @@ class SparkMasterService(_SparkDaemon):
     def command(self) -> list[str]:
         c = self.config
         # The REST submission server (spark-submit --deploy-mode cluster) on a port of this stack, not 6066 for all.
-        rest = ("-Dspark.master.rest.enabled=true", f"-Dspark.master.rest.port={c.spark_master_rest_port}")
+        # An application that sets no spark.cores.max gets one core per worker, not every core: the two stages of
+        # a pipeline (two applications) then run side by side instead of one waiting for the other's cores.
+        props = (
+            "-Dspark.master.rest.enabled=true", f"-Dspark.master.rest.port={c.spark_master_rest_port}",
+            f"-Dspark.deploy.defaultCores={c.spark_workers}",
+        )  # fmt: skip
         return self._jvm("org.apache.spark.deploy.master.Master", "--host", c.host, "--port", str(c.spark_master_port),
-                         "--webui-port", str(c.spark_master_webui_port), props=rest)  # fmt: skip
+                         "--webui-port", str(c.spark_master_webui_port), props=props)  # fmt: skip
 
     def probe(self) -> bool:
         return master_state(self.config).get("status") == "ALIVE"
