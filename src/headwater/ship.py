@@ -53,8 +53,9 @@ PROVIDED_BY_SPARK = frozenset({"pyspark", "py4j"})
 #: Parts of installed packages an executor never needs (C headers, Cython sources, test suites).
 _SKIP_DIRS = frozenset({"tests", "include"})
 _SKIP_SUFFIXES = (".pyx", ".pxd", ".pxi", ".h", ".hpp", ".cc", ".cpp")
-#: pyarrow's Flight RPC and Substrait libraries (~37 MB): PySpark's Arrow exchange uses neither.
-_SKIP_PREFIXES = ("libarrow_flight", "_flight.", "libarrow_substrait", "_substrait.")
+#: pyarrow's Flight RPC libraries (~34 MB), loaded only by ``pyarrow.flight``, which PySpark does not use.
+#: (Substrait must stay: libarrow_python links it.)
+_SKIP_PREFIXES = ("libarrow_flight", "libarrow_python_flight", "_flight.")
 _KEEP = 3  # packed envs kept in the cache (newest first); older ones are deleted after a build
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 

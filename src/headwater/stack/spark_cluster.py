@@ -52,6 +52,13 @@ def spark_home() -> Path:
     return Path(next(iter(found.submodule_search_locations))).resolve()
 
 
+def scala_version(home: Path) -> str:
+    """The Scala version of a Spark distribution (``2.13``), read from its spark-core jar's name."""
+    for jar in (home / "jars").glob("spark-core_*.jar"):
+        return jar.name.removeprefix("spark-core_").split("-")[0]
+    raise StackError(f"no spark-core jar in {home / 'jars'}: not a Spark distribution")
+
+
 def services(config: StackConfig) -> list[Service]:
     """The master, then ``config.spark_workers`` workers."""
     return [SparkMasterService(config), *(SparkWorkerService(config, i) for i in range(config.spark_workers))]
@@ -75,7 +82,10 @@ def clean_environment(config: StackConfig) -> dict[str, str]:
         if k not in _PYTHON_VARS and not k.startswith(("HEADWATER_", "SPARK_", "PYSPARK_"))
     }  # fmt: skip
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if p and p not in venv_bins)
-    env["SPARK_HOME"] = str(spark_home())
+    home = spark_home()
+    env["SPARK_HOME"] = str(home)
+    # What bin/load-spark-env.sh exports: the worker's launcher needs it to build an executor's class path.
+    env["SPARK_SCALA_VERSION"] = scala_version(home)
     env["SPARK_LOCAL_IP"] = config.host
     return env
 
