@@ -14,6 +14,7 @@ It runs until killed, printing a progress line after every micro-batch (see comm
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -93,6 +94,9 @@ def main() -> None:
     pre.add_argument("--jars", required=True)
     pre.add_argument("--max-offsets", type=int, default=100_000)
     own, rest = pre.parse_known_args()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the Python workers: this interpreter and its packages
+    here = str(Path(common.__file__).parent)  # and this folder, for `common` (its IDL path is relative to it)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
     sys.argv = [sys.argv[0], *rest]
     a = common.args(__doc__ or "")
     spark = (
@@ -104,7 +108,6 @@ def main() -> None:
         .getOrCreate()
     )  # fmt: skip
     spark.sparkContext.setLogLevel("WARN")
-    spark.sparkContext.addPyFile(str(Path(common.__file__)))
     raw = (
         spark.readStream.format("kafka").option("kafka.bootstrap.servers", a.bootstrap).option("subscribe", a.topic)
         .option("startingOffsets", "earliest").option("maxOffsetsPerTrigger", own.max_offsets).load()
