@@ -40,7 +40,14 @@ stack-up: jars
 stack-down: $(STAMP)
 	$(BIN)/headwater stack down
 
-bench: jars               ## benchmarks: print figures and ratios (not part of the test suite)
+QUIX_STAMP := .venv-quix/.installed
+
+$(QUIX_STAMP): benchmarks/peers/quix.lock   # the Quix Streams peer's own venv: its pins clash with requirements.lock
+	$(PYTHON) -m venv .venv-quix
+	.venv-quix/bin/pip install -q --disable-pip-version-check -r benchmarks/peers/quix.lock
+	touch $@
+
+bench: jars $(QUIX_STAMP)  ## benchmarks: print figures and ratios (not part of the test suite)
 	$(BIN)/python benchmarks/pipeline_bench.py
 
 clean:

@@ -9,6 +9,10 @@ Prints figures and ratios; asserts nothing (speed is measured here, never in tes
    confluent-kafka consumer, json.loads, happybase batches of 1000 into an identical table.
 3. sink write path: the sink's executor writer on Arrow batches vs raw happybase batch writes of the
    same rows from memory, plus batch-size variants.
+4. peers (``peers_bench.py``): the process stage beside a competent and a naive hand-written PySpark
+   job, a Quix Streams application and a plain loop, each writing the same rows, cells and versions
+   into its own table from two backlogs of --rows records (cold start, then warm), checked against
+   headwater's table (--no-peers skips it).
 
 Usage: .venv/bin/python benchmarks/pipeline_bench.py [--rows 200000] [--warm-polls 3]
 (HEADWATER_CDS=0: Spark JVMs without the class-data archive, to see what it saves.)
@@ -152,6 +156,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--warm-polls", type=int, default=3, help="ingest polls after the first, each of --rows new rows")
+    ap.add_argument("--no-peers", action="store_true", help="skip section 4 (the peers side by side)")
     args = ap.parse_args()
 
     from headwater.context import PipelineContext, reset_pipeline
@@ -250,6 +255,12 @@ def main() -> None:
     from write_path import run as write_path
 
     write_path(cfg, min(args.rows, 100_000))
+
+    # --- 4. peers side by side ------------------------------------------------------------------------
+    if not args.no_peers and args.warm_polls >= 1:  # two backlogs of --rows records from the ingested topic
+        import peers_bench
+
+        peers_bench.run(cfg, "bench.orders", args.rows, SPEC)
 
 
 if __name__ == "__main__":
