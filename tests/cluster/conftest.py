@@ -44,3 +44,37 @@ def cluster_stack() -> Iterator[Any]:
 
         left = [svc.name for svc in s.services if supervisor.find(s.config.root, svc.name)]
         assert not left, f"cluster stack processes still running after down: {left}"
+
+
+@pytest.fixture(scope="session")
+def cluster_spark(cluster_stack: Any) -> Iterator[Any]:
+    """A local[2] SparkSession in the test process, a client of the cluster stack's metastore (test data, oracles).
+
+    A session an earlier tier left (a client of the single-node stack, which is down now) is stopped first:
+    a process has one SparkContext.
+    """
+    from pyspark.sql import SparkSession
+
+    from headwater.stack.jars import spark_kafka_jars
+    from headwater.stack.spark import build_session
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+    cfg = cluster_stack.config
+    session = build_session(
+        "headwater-cluster-tests", master="local[2]", metastore_uri=cfg.metastore_uri,
+        warehouse_dir=f"file://{cfg.warehouse_dir}", jars=spark_kafka_jars(cfg),
+    )  # fmt: skip
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def in_cluster_env(cluster_stack: Any) -> Iterator[dict[str, str]]:
+    """This test's process sees the cluster stack (``cluster_env()``): specs it loads, and the CLI it starts."""
+    env = cluster_env()
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("HEADWATER_HOME", "HEADWATER_PROFILE"):
+            mp.setenv(key, env[key])
+        yield env
