@@ -96,9 +96,10 @@ def test_partition_leader_killed_during_ingest(cluster_stack, cluster_spark, in_
     conn, topic = spec.connections.kafka, spec.topic.name
     assert len(conn.bootstrap_servers.split(",")) == 3
     create_orders(cluster_spark, spec.source.table, 2000)
-    stages = [start_stage(path, s, tmp_path / f"{s}.out") for s in ("ingest", "process")]
+    stages = [start_stage(path, "ingest", tmp_path / "ingest.out")]
     try:
         wait_for("the first increment in the topic", lambda: _in_topic(conn, topic) >= 2000, 180, stages[0])
+        stages.append(start_stage(path, "process", tmp_path / "process.out"))  # it needs the topic the ingest made
         _assert_replicated(conn, [topic, spec.state_topic])
         killed = _kill_leader(cluster_stack, conn, topic)
         # The next increment comes while the leader is dead: the ingest produces it (acks=all) to the two left.
