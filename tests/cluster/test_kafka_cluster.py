@@ -110,7 +110,7 @@ def test_partition_leader_killed_during_ingest(cluster_stack, cluster_spark, in_
         assert supervisor.find(cluster_stack.config.root, killed) is None  # still down: two brokers took it
         _restart_and_rejoin(cluster_stack, conn, topic, killed)
         expected, _ = expected_from_hive(cluster_spark, spec.source.table)
-        wait_for("every row in HBase", lambda: _rows(cluster_stack, spec.sink.full_table) >= len(expected), 240,
+        wait_for("every row in HBase", lambda: _rows(cluster_stack, spec.sink.full_table) >= len(expected), 600,
                  stages[1], every=2)  # fmt: skip
     finally:
         for stage in stages:
@@ -138,7 +138,7 @@ def test_partition_leader_killed_during_process(cluster_stack, cluster_spark, in
                  process, every=1)  # fmt: skip
         assert supervisor.find(cluster_stack.config.root, killed) is None
         _restart_and_rejoin(cluster_stack, conn, topic, killed)
-        wait_for("every row in HBase", lambda: _rows(cluster_stack, table) >= len(expected), 240, process, every=2)
+        wait_for("every row in HBase", lambda: _rows(cluster_stack, table) >= len(expected), 600, process, every=2)
     finally:
         kill9(process)
     log = Path(tmp_path / "process.out").read_text(errors="replace")
