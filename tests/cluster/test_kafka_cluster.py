@@ -69,7 +69,13 @@ def _restart_and_rejoin(stack: Any, conn: Any, topic: str, killed: str) -> None:
 
 
 def _rows(stack: Any, table: str) -> int:
-    return len(hbase_cells(stack.config.host, stack.config.thrift2_port, table))
+    """Rows in the sink table; 0 while the process stage has not created it yet."""
+    try:
+        return len(hbase_cells(stack.config.host, stack.config.thrift2_port, table))
+    except Exception as exc:
+        if type(exc).__name__ == "TIOError" and getattr(exc, "message", None) == table:  # no such table (yet)
+            return 0
+        raise
 
 
 def _exact(stack: Any, spark: Any, spec: Any) -> None:
