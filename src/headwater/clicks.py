@@ -58,10 +58,12 @@ def produce(bootstrap: str, topic: str, records: list[tuple[str, bytes]], partit
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+    from headwater.kafka import CLUSTER_DEFAULT_REPLICATION
+
     admin = AdminClient({"bootstrap.servers": bootstrap})
     if topic not in admin.list_topics(timeout=10).topics:
-        admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(timeout=30)
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20})
+        admin.create_topics([NewTopic(topic, partitions, CLUSTER_DEFAULT_REPLICATION)])[topic].result(timeout=30)
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all", "linger.ms": 20})
     for key, value in records:
         producer.produce(topic, key=key.encode(), value=value)
         producer.poll(0)

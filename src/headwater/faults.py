@@ -197,6 +197,9 @@ def _kafka_error(error: BaseException) -> Fault | None:
         KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN, KafkaError._WAIT_COORD,
         KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.REQUEST_TIMED_OUT,
         KafkaError.NETWORK_EXCEPTION,
+        # A request in flight to a broker that left the cluster's metadata (kill -9 of one broker of several:
+        # the client drops its handle); the next request goes to the new leader.
+        KafkaError._DESTROY_BROKER,
     }  # fmt: skip
     if err.retriable() or err.code() in away:
         return Fault("transient", "unreachable", f"Kafka: {text}")

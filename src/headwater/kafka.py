@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from headwater.errors import NotFoundError, ServiceUnavailable, TransientError
+from headwater.errors import ConfigError, NotFoundError, ServiceUnavailable, TransientError
 from headwater.faults import classify
 
 if TYPE_CHECKING:
@@ -69,18 +69,45 @@ def check_reachable(conn: KafkaConnection, timeout: float = 10.0) -> None:
         raise ServiceUnavailable(f"Kafka not reachable at {conn.bootstrap_servers}: no broker answered")
 
 
+#: CreateTopics' replication factor for "the broker's default.replication.factor" (KIP-464, Kafka 2.4+).
+CLUSTER_DEFAULT_REPLICATION = -1
+
+
 def ensure_topic(
-    conn: KafkaConnection, name: str, partitions: int, replication: int = 1, config: dict[str, str] | None = None
+    conn: KafkaConnection,
+    name: str,
+    partitions: int,
+    replication: int | None = None,
+    config: dict[str, str] | None = None,
+    *,
+    field: str = "replication",
 ) -> bool:
-    """Create ``name`` if missing. Returns True if it was created."""
+    """Create ``name`` if missing. Returns True if it was created.
+
+    ``replication`` None takes the cluster's ``default.replication.factor`` (and its
+    ``min.insync.replicas``), so headwater's topics are replicated as the cluster they run on is.
+
+    Raises:
+        ConfigError: an explicit ``replication`` above the number of brokers, naming ``field`` (the spec
+            field it came from) and the value.
+        ServiceUnavailable: Kafka did not answer or refused the topic.
+    """
     from confluent_kafka import KafkaError, KafkaException
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     client = admin(conn)
     try:
-        if name in client.list_topics(timeout=10).topics:
+        md = client.list_topics(timeout=10)
+        if name in md.topics:
             return False
-        futures = client.create_topics([NewTopic(name, partitions, replication, config=config or {})])
+        if replication is not None and replication > len(md.brokers):
+            raise ConfigError(
+                f"{field}: {replication} is more than the {len(md.brokers)} broker(s) of Kafka at "
+                f"{conn.bootstrap_servers}, so topic '{name}' cannot be created; set at most {len(md.brokers)}, or "
+                "leave it out to take the cluster's default.replication.factor"
+            )
+        factor = CLUSTER_DEFAULT_REPLICATION if replication is None else replication
+        futures = client.create_topics([NewTopic(name, partitions, factor, config=config or {})])
         futures[name].result(timeout=30)
         return True
     except KafkaException as exc:
@@ -158,10 +185,8 @@ class PositionStore:
     def ensure(self) -> None:
         """Create the topic if missing, and the producer, so it has its idempotence id before the first commit."""
         if not self._ensured:
-            ensure_topic(
-                self.conn, self.topic, 1,
-                config={"cleanup.policy": "compact", "min.insync.replicas": "1"},
-            )  # fmt: skip
+            # Replicated as the cluster replicates (its default factor and min.insync.replicas), like the data.
+            ensure_topic(self.conn, self.topic, 1, config={"cleanup.policy": "compact"})
             self._ensured = True
         self.producer()
 

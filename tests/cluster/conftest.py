@@ -67,3 +67,13 @@ def cluster_spark(cluster_stack: Any) -> Iterator[Any]:
     )  # fmt: skip
     yield session
     session.stop()
+
+
+@pytest.fixture
+def in_cluster_env(cluster_stack: Any) -> Iterator[dict[str, str]]:
+    """This test's process sees the cluster stack (``cluster_env()``): specs it loads, and the CLI it starts."""
+    env = cluster_env()
+    with pytest.MonkeyPatch.context() as mp:
+        for key in ("HEADWATER_HOME", "HEADWATER_PROFILE"):
+            mp.setenv(key, env[key])
+        yield env

@@ -108,6 +108,8 @@ def test_kafka_exceptions_by_code() -> None:
     assert not classify(KafkaException(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))).transient
     assert classify(KafkaException(KafkaError(KafkaError._TRANSPORT))).transient
     assert classify(KafkaException(KafkaError(KafkaError._ALL_BROKERS_DOWN))).transient
+    # one broker of three killed: the client destroys its handle while a request is in flight (seen in the cluster tier)
+    assert classify(KafkaException(KafkaError(KafkaError._DESTROY_BROKER))).transient
     assert classify(KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))).transient
 
 

@@ -124,7 +124,7 @@ def test_good_spec_resolves_plugin_configs_and_defaults() -> None:
     assert (spec.topic.name, spec.topic.partitions, spec.topic.replication, spec.topic.key) == (
         "orders.v1",
         2,
-        1,
+        None,  # the cluster's default.replication.factor
         ["id"],
     )
     assert (spec.dead_letter.topic, spec.dead_letter.partitions) == ("orders.dlq", 1)

@@ -126,3 +126,66 @@ def test_kafka_cluster_ids_never_look_like_an_option() -> None:
     ids = [new_cluster_id() for _ in range(5000)]  # about 1 in 64 random ids starts with "-"
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_cluster_profile_runs_three_kafka_brokers(tmp_path: Path) -> None:
+    """Three combined broker + controller nodes, each with its own ports and folder, one quorum of three."""
+    cfg = StackConfig(home=tmp_path, profile="cluster", kafka_port=29092, kafka_controller_port=29093,
+                      kafka2_port=29094, kafka2_controller_port=29095, kafka3_port=29096,
+                      kafka3_controller_port=29097)  # fmt: skip
+    stack = Stack(cfg)
+    names = [s.name for s in stack.services]
+    assert names[:7] == ["metastore", "hbase", "kafka", "kafka-2", "kafka-3", "hbase-thrift", "hbase-thrift2"]
+    assert cfg.kafka_bootstrap == "127.0.0.1:29092,127.0.0.1:29094,127.0.0.1:29096"
+    voters = "controller.quorum.voters=1@127.0.0.1:29093,2@127.0.0.1:29095,3@127.0.0.1:29097"
+    for node, (port, controller) in enumerate([(29092, 29093), (29094, 29095), (29096, 29097)], start=1):
+        svc = stack.service("kafka" if node == 1 else f"kafka-{node}")
+        assert svc.ports == [port, controller]
+        props = svc._properties().splitlines()  # type: ignore[attr-defined]
+        assert f"node.id={node}" in props and voters in props
+        assert f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}" in props
+        assert f"log.dirs={tmp_path.resolve()}/stack/{svc.name}/data" in props
+        for setting in ("default.replication.factor=3", "min.insync.replicas=2", "offsets.topic.replication.factor=3",
+                        "transaction.state.log.replication.factor=3", "transaction.state.log.min.isr=2"):  # fmt: skip
+            assert setting in props
+        assert f"-Xmx{cfg.kafka_cluster_heap}" in svc.command()
+        assert svc.stop_group == "kafka"  # stopped together: the last broker alone would have no quorum
+
+
+def test_local_profile_keeps_one_broker_with_replication_one(tmp_path: Path) -> None:
+    cfg = StackConfig(home=tmp_path)
+    assert [s.name for s in Stack(cfg).services if s.name.startswith("kafka")] == ["kafka"]
+    props = KafkaService(cfg)._properties().splitlines()
+    assert "controller.quorum.voters=1@127.0.0.1:9093" in props
+    assert "default.replication.factor=1" in props and "min.insync.replicas=1" in props
+    assert KafkaService(cfg).stop_group is None
+
+
+def test_all_brokers_format_one_cluster_id(tmp_path: Path) -> None:
+    from headwater.stack.kafka import cluster_id
+
+    cfg = StackConfig(home=tmp_path, profile="cluster")
+    first = cluster_id(cfg)
+    assert cluster_id(cfg) == first == cluster_id(StackConfig(home=tmp_path, profile="cluster", kafka2_port=1))
+
+
+def test_broker_ports_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HEADWATER_HOME", str(tmp_path))
+    monkeypatch.setenv("HEADWATER_PROFILE", "cluster")
+    monkeypatch.setenv("HEADWATER_KAFKA2_PORT", "39094")
+    monkeypatch.setenv("HEADWATER_KAFKA3_CONTROLLER_PORT", "39097")
+    cfg = StackConfig.from_env()
+    assert [tuple(n) for n in cfg.kafka_nodes][1:] == [
+        (2, 39094, cfg.kafka2_controller_port),
+        (3, cfg.kafka3_port, 39097),
+    ]
+    assert "127.0.0.1:39094" in cfg.kafka_bootstrap.split(",")
+
+
+def test_stop_together_signals_every_process_at_once(tmp_path: Path) -> None:
+    pids = {name: _sleeper(tmp_path, name, tmp_path / f"{name}.log") for name in ("b1", "b2", "b3")}
+    procs = [(name, supervisor.find(tmp_path, name)) for name in pids]
+    assert all(p is not None for _, p in procs)
+    result = supervisor.stop_together(procs, timeout=5)  # type: ignore[arg-type]
+    assert result == {name: (pid, "stopped") for name, pid in pids.items()}
+    assert all(supervisor.find(tmp_path, name) is None for name in pids)

@@ -99,7 +99,9 @@ def run(specs: tuple[str, ...], stage: str, until_drained: bool, wait_for_ingest
             kafka.check_reachable(s.connections.kafka)
             if PipelineContext(s).source.needs_ingest:
                 t = s.topic  # created here so the process stage can subscribe while ingest starts up
-                kafka.ensure_topic(s.connections.kafka, t.name, t.partitions, t.replication, t.config)
+                kafka.ensure_topic(
+                    s.connections.kafka, t.name, t.partitions, t.replication, t.config, field="topic.replication"
+                )
         code = _run_all(paths, [PipelineContext(s) for s in loaded], until_drained, verbose, log_format,
                         None if no_ui else ui_port)  # fmt: skip
         sys.exit(code)

@@ -69,7 +69,7 @@ class IngestStage:
         kafka.check_reachable(conn)
         self.ctx.source.check(self.spark)
         t = self.spec.topic
-        if kafka.ensure_topic(conn, t.name, t.partitions, t.replication, t.config):
+        if kafka.ensure_topic(conn, t.name, t.partitions, t.replication, t.config, field="topic.replication"):
             log.info("created topic %s with %d partitions", t.name, t.partitions)
         self.positions.ensure()
         kafka.use_v2_writes(self.spark)
@@ -139,7 +139,9 @@ class IngestStage:
         )  # fmt: skip
         position = F.concat_ws(":", F.lit(source), F.lit(increment), F.col("key"))
         d = self.spec.dead_letter
-        kafka.ensure_topic(self.spec.connections.kafka, d.topic, d.partitions, getattr(d, "replication", 1))
+        kafka.ensure_topic(
+            self.spec.connections.kafka, d.topic, d.partitions, d.replication, field="dead_letter.replication"
+        )
         envelopes = dlq.envelopes(bad, self.spec.name, "ingest", position=position)
         dlq.write(envelopes, self.spec.connections.kafka, self.spec.dead_letter.topic)
         log.warning("%s: records over the size limit of topic %s went to %s", increment, self.spec.topic.name,

@@ -27,6 +27,7 @@ from pydantic import Field
 
 from headwater.errors import ConfigError
 from headwater.sinks.base import Sink, SinkConfig, SinkResult
+from headwater.spec.models import REPLICATION_HELP, Replication
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -44,7 +45,7 @@ class KafkaSinkConfig(SinkConfig):
     columns: list[str] | None = Field(default=None, description="Fields of the value; default every record field.")
     format: Literal["json"] = "json"
     partitions: int = Field(default=2, ge=1, description="Partitions, used when the topic is created.")
-    replication: int = Field(default=1, ge=1, description="Replication factor, used when the topic is created.")
+    replication: Replication = Field(default=None, description=REPLICATION_HELP)
     position_field: str | None = Field(
         default="_source", description="Value field carrying the source position; null: header only."
     )
@@ -82,7 +83,9 @@ class KafkaSink(Sink):
         from headwater import kafka
 
         c = self.config
-        kafka.ensure_topic(self.connections.kafka, c.topic, c.partitions, c.replication)
+        kafka.ensure_topic(
+            self.connections.kafka, c.topic, c.partitions, c.replication, field=f"sink {self.name}: replication"
+        )
 
     def drop(self) -> list[str]:
         from headwater import kafka

@@ -207,12 +207,20 @@ class Connections(_Model):
     spark: SparkSettings = Field(default_factory=SparkSettings, description="Spark master and conf.")
 
 
+#: A topic's replication factor: a number, or None (left out) for the cluster's ``default.replication.factor``.
+Replication = Annotated[int, Field(ge=1)] | None
+REPLICATION_HELP = (
+    "Replication factor, used when the topic is created; left out: the cluster's default.replication.factor "
+    "(1 on the local stack, 3 on the cluster profile). More than the brokers of the cluster is an error."
+)
+
+
 class TopicSpec(_Model):
     """The Kafka topic between ingest and process."""
 
     name: TopicName = Field(description="Topic name (1-249 of a-z A-Z 0-9 . _ -).")
     partitions: int = Field(default=2, ge=1, description="Partitions, created if the topic is missing.")
-    replication: int = Field(default=1, ge=1, description="Replication factor, used at creation.")
+    replication: Replication = Field(default=None, description=REPLICATION_HELP)
     key: list[str] = Field(min_length=1, description="Columns forming the Kafka record key.")
     config: dict[str, ConfValue] = Field(
         default_factory=dict, description="Topic configs used at creation (retention.ms, ...)."
@@ -232,7 +240,7 @@ class DeadLetterSpec(_Model):
 
     topic: TopicName = Field(description="Dead-letter topic name.")
     partitions: int = Field(default=1, ge=1, description="Partitions, created if the topic is missing.")
-    replication: int = Field(default=1, ge=1, description="Replication factor, used at creation.")
+    replication: Replication = Field(default=None, description=REPLICATION_HELP)
 
 
 def _duration(value: Any) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -20,6 +20,19 @@ from headwater.errors import ConfigError
 
 #: File in the state folder that records the profile the stack was started with.
 PROFILE_FILE = "profile"
+
+
+class KafkaNode(NamedTuple):
+    """One Kafka broker of the stack (a combined broker + KRaft controller)."""
+
+    node_id: int
+    port: int
+    controller_port: int
+
+    @property
+    def service(self) -> str:
+        """Its service name: ``kafka`` for node 1 (the local profile's only broker), ``kafka-<id>`` for the others."""
+        return "kafka" if self.node_id == 1 else f"kafka-{self.node_id}"
 
 
 class StackConfig(BaseModel):
@@ -37,6 +50,10 @@ class StackConfig(BaseModel):
     )
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    kafka2_port: int = Field(default=9094, description="Cluster profile: client port of the second Kafka broker.")
+    kafka2_controller_port: int = Field(default=9095, description="Cluster profile: controller port of broker 2.")
+    kafka3_port: int = Field(default=9096, description="Cluster profile: client port of the third Kafka broker.")
+    kafka3_controller_port: int = Field(default=9097, description="Cluster profile: controller port of broker 3.")
     zookeeper_port: int = 2181
     hbase_master_port: int = 16000
     hbase_regionserver_port: int = 16020
@@ -57,6 +74,7 @@ class StackConfig(BaseModel):
     )
     spark_daemon_heap: str = Field(default="256m", description="Heap of the Spark master and worker JVMs.")
     kafka_heap: str = "512m"
+    kafka_cluster_heap: str = Field(default="256m", description="Heap of each of the cluster profile's 3 brokers.")
     hbase_heap: str = "1g"
     thrift_heap: str = "384m"
     metastore_heap: str = "512m"
@@ -100,8 +118,20 @@ class StackConfig(BaseModel):
         return self.root / "stack"
 
     @property
+    def kafka_nodes(self) -> list[KafkaNode]:
+        """The Kafka brokers of this profile: one locally, three (a KRaft quorum of three) in the cluster profile."""
+        nodes = [KafkaNode(1, self.kafka_port, self.kafka_controller_port)]
+        if self.profile == "cluster":
+            nodes += [
+                KafkaNode(2, self.kafka2_port, self.kafka2_controller_port),
+                KafkaNode(3, self.kafka3_port, self.kafka3_controller_port),
+            ]
+        return nodes
+
+    @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.host}:{self.kafka_port}"
+        """Every broker of the profile, comma-separated (a client finds the cluster through any one of them)."""
+        return ",".join(f"{self.host}:{n.port}" for n in self.kafka_nodes)
 
     @property
     def metastore_uri(self) -> str:

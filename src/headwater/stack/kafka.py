@@ -1,4 +1,4 @@
-"""Apache Kafka 4.x in KRaft mode: one combined broker + controller on loopback."""
+"""Apache Kafka 4.x in KRaft mode on loopback: combined broker + controller processes (one, or three in a cluster)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import subprocess
 import uuid
 
 from headwater.errors import StackError
+from headwater.stack.config import KafkaNode, StackConfig
 from headwater.stack.service import Service, java
 
 _LOG4J2 = """\
@@ -26,37 +27,63 @@ logger.st.level = WARN
 
 
 class KafkaService(Service):
-    """Kafka broker + KRaft controller; storage is formatted on first start."""
+    """One Kafka broker + KRaft controller; its storage is formatted on first start.
 
-    name = "kafka"
+    The local profile runs one (node 1, service ``kafka``). The cluster profile runs three (``kafka``,
+    ``kafka-2``, ``kafka-3``), each with its own data folder and ports, forming one controller quorum of
+    three and one cluster id; topics default to replication factor 3 with ``min.insync.replicas=2``.
+    """
+
     component = "kafka"
+
+    def __init__(self, config: StackConfig, node: KafkaNode | None = None) -> None:
+        super().__init__(config)
+        self.node = node or config.kafka_nodes[0]
+        self.name = self.node.service
+        self.stop_group = "kafka" if self.cluster else None
+
+    @property
+    def cluster(self) -> bool:
+        """True when this broker is one of several (the cluster profile)."""
+        return len(self.config.kafka_nodes) > 1
 
     @property
     def ports(self) -> list[int]:
-        return [self.config.kafka_port, self.config.kafka_controller_port]
+        return [self.node.port, self.node.controller_port]
+
+    def _replication(self) -> list[str]:
+        """Replication of Kafka's own topics and the default of every topic created without a factor."""
+        rf, isr = (3, 2) if self.cluster else (1, 1)
+        return [
+            f"default.replication.factor={rf}",
+            f"min.insync.replicas={isr}",
+            f"offsets.topic.replication.factor={rf}",
+            f"transaction.state.log.replication.factor={rf}",
+            f"transaction.state.log.min.isr={isr}",
+            f"share.coordinator.state.topic.replication.factor={rf}",
+            f"share.coordinator.state.topic.min.isr={isr}",
+        ]
 
     def _properties(self) -> str:
-        c = self.config
+        c, n = self.config, self.node
+        voters = ",".join(f"{v.node_id}@{c.host}:{v.controller_port}" for v in c.kafka_nodes)
         return "\n".join([
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{c.host}:{c.kafka_controller_port}",
-            f"listeners=PLAINTEXT://{c.host}:{c.kafka_port},CONTROLLER://{c.host}:{c.kafka_controller_port}",
-            f"advertised.listeners=PLAINTEXT://{c.host}:{c.kafka_port}",
+            f"node.id={n.node_id}",
+            f"controller.quorum.voters={voters}",
+            f"listeners=PLAINTEXT://{c.host}:{n.port},CONTROLLER://{c.host}:{n.controller_port}",
+            f"advertised.listeners=PLAINTEXT://{c.host}:{n.port}",
             "controller.listener.names=CONTROLLER",
             "inter.broker.listener.name=PLAINTEXT",
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             f"log.dirs={self.dir / 'data'}",
-            "offsets.topic.replication.factor=1",
+            *self._replication(),
             "offsets.topic.num.partitions=2",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
             "transaction.state.log.num.partitions=2",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
             "group.initial.rebalance.delay.ms=0",
             "num.network.threads=2",
-            "num.io.threads=4",
+            f"num.io.threads={2 if self.cluster else 4}",
+            "num.replica.fetchers=1",
             "num.partitions=2",
             "auto.create.topics.enable=false",
             "log.cleaner.threads=1",
@@ -64,7 +91,7 @@ class KafkaService(Service):
         ])  # fmt: skip
 
     def _jvm_opts(self) -> list[str]:
-        heap = self.config.kafka_heap
+        heap = self.config.kafka_cluster_heap if self.cluster else self.config.kafka_heap
         return [
             f"-Xms{heap}", f"-Xmx{heap}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
             "-Djava.awt.headless=true", f"-Dkafka.logs.dir={self.dir / 'logs'}",
@@ -79,21 +106,37 @@ class KafkaService(Service):
             return
         cmd = [
             java(), *self._jvm_opts(), "-cp", self.classpath(), "kafka.tools.StorageTool", "format",
-            "-t", new_cluster_id(), "-c", str(self.dir / "server.properties"), "--ignore-formatted",
+            "-t", cluster_id(self.config), "-c", str(self.dir / "server.properties"), "--ignore-formatted",
         ]  # fmt: skip
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise StackError(f"kafka: formatting storage in {self.dir / 'data'} failed:\n{proc.stdout}{proc.stderr}")
+            raise StackError(
+                f"{self.name}: formatting storage in {self.dir / 'data'} failed:\n{proc.stdout}{proc.stderr}"
+            )
 
     def command(self) -> list[str]:
         return [*self._jvm_opts(), "-cp", self.classpath(), "kafka.Kafka", str(self.dir / "server.properties")]
 
     def probe(self) -> bool:
+        """True when this broker answers on its own port and is registered in the cluster's metadata."""
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.config.kafka_bootstrap, "log_level": 0})
+        admin = AdminClient({"bootstrap.servers": f"{self.config.host}:{self.node.port}", "log_level": 0})
         md = admin.list_topics(timeout=3)
-        return len(md.brokers) > 0
+        return self.node.node_id in md.brokers
+
+
+#: File in the state folder holding the KRaft cluster id every broker of the stack is formatted with.
+CLUSTER_ID_FILE = "kafka-cluster-id"
+
+
+def cluster_id(config: StackConfig) -> str:
+    """The stack's KRaft cluster id: drawn once, then read back, so all brokers format one cluster."""
+    path = config.state_dir / CLUSTER_ID_FILE
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(new_cluster_id() + "\n")
+    return path.read_text().strip()
 
 
 def new_cluster_id() -> str:

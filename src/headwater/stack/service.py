@@ -29,6 +29,8 @@ class Service(ABC):
     name: str
     #: jar component (see :mod:`headwater.stack.jars`)
     component: str
+    #: services of one group are stopped together (signalled at once), e.g. the brokers of a Kafka cluster
+    stop_group: str | None = None
 
     def __init__(self, config: StackConfig) -> None:
         self.config = config

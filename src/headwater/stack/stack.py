@@ -121,12 +121,18 @@ class Stack:
     def down(self, purge: bool = False, progress: Progress | None = None) -> None:
         """Stop the processes this stack started, in reverse order; ``purge`` also deletes the state."""
         say = progress or (lambda _msg: None)
+        done: set[str] = set()
         for svc in reversed(self.services):
-            proc = supervisor.find(self.config.root, svc.name)
-            if proc is None:
+            if svc.name in done:
                 continue
-            how = supervisor.stop(proc, timeout=90 if svc.name == "hbase" else 45)
-            say(f"{svc.name}: {how} (pid {proc.pid})")
+            # Brokers of one Kafka cluster stop together: the last of three stopped alone would wait for a
+            # controller quorum that is gone (KRaft needs a majority to grant a controlled shutdown).
+            group = [g for g in self.services if svc.stop_group and g.stop_group == svc.stop_group] or [svc]
+            done.update(g.name for g in group)
+            procs = {g.name: p for g in group if (p := supervisor.find(self.config.root, g.name)) is not None}
+            timeout = 90 if svc.name == "hbase" else 45
+            for name, (pid, how) in supervisor.stop_together(list(procs.items()), timeout=timeout).items():
+                say(f"{name}: {how} (pid {pid})")
         if purge:
             shutil.rmtree(self.config.state_dir, ignore_errors=True)
             say(f"state deleted: {self.config.state_dir}")
@@ -173,12 +179,12 @@ def services_for(config: StackConfig) -> list[Service]:
     services: list[Service] = [
         MetastoreService(config),
         HBaseService(config),
-        KafkaService(config),
+        *(KafkaService(config, node) for node in config.kafka_nodes),  # cluster profile: three brokers
         HBaseThriftService(config),
         HBaseThrift2Service(config),
     ]
     if config.profile == "cluster":
-        services += spark_cluster.services(config)  # cluster engines: Spark standalone, more Kafka brokers, Hadoop
+        services += spark_cluster.services(config)  # Spark standalone: a master and its workers
     return services
 
 

@@ -6,6 +6,7 @@ Processes are recognised by a marker in their command line (``-Dheadwater.home=<
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -117,3 +118,19 @@ def stop(proc: psutil.Process, timeout: float = 60.0) -> str:
         proc.kill()
         proc.wait(timeout=10)
         return "killed"
+
+
+def stop_together(procs: list[tuple[str, psutil.Process]], timeout: float = 60.0) -> dict[str, tuple[int, str]]:
+    """SIGTERM every process at once, wait up to ``timeout`` seconds for all, then SIGKILL the rest.
+
+    Returns ``{name: (pid, 'stopped' | 'killed')}``.
+    """
+    for _, proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(signal.SIGTERM)
+    _, alive = psutil.wait_procs([p for _, p in procs], timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=10)
+    return {name: (proc.pid, "killed" if proc in alive else "stopped") for name, proc in procs}

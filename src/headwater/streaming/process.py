@@ -135,7 +135,7 @@ class ProcessStage(StatefulMode):
                 f"topic.name: Kafka topic '{self.spec.topic.name}' not found at {conn.bootstrap_servers}; {hint}"
             )
         d = self.spec.dead_letter
-        kafka.ensure_topic(conn, d.topic, d.partitions, getattr(d, "replication", 1))
+        kafka.ensure_topic(conn, d.topic, d.partitions, d.replication, field="dead_letter.replication")
         self.schema = dec.with_kafka_fields(self.record_schema(), self.kafka_fields)
         self.required = list(dict.fromkeys([*self.spec.topic.key, *self.fanout.required_fields()]))
         # Dry run: transforms over an empty frame must yield what the sink needs (fails before any data).
