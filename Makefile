@@ -42,6 +42,7 @@ stack-down: $(STAMP)
 
 bench: jars               ## benchmarks: print figures and ratios (not part of the test suite)
 	$(BIN)/python benchmarks/pipeline_bench.py
+	$(BIN)/python benchmarks/latency_bench.py
 
 clean:
 	-$(BIN)/headwater stack down
