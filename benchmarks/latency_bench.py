@@ -93,7 +93,7 @@ def inside(before: dict[str, list[int]], after: dict[str, list[int]]) -> str:
         a, b = after[key], before.get(key, [0] * len(after[key]))
         h = LatencyHistogram([x - y for x, y in zip(a, b, strict=True)])
         if h.total:
-            out.append(f"{key.removeprefix('latency.')} p50 {h.percentile(.5):.0f} p99 {h.percentile(.99):.0f}")
+            out.append(f"{key.removeprefix('latency.')} p50 {h.percentile(0.5):.0f} p99 {h.percentile(0.99):.0f}")
     return "; ".join(out) or "-"
 
 
@@ -179,7 +179,9 @@ class Producer:
             n = self.n
             self.n += 1
             key = f"k{n:012d}".encode()
-            value = json.dumps({"id": key.decode(), "n": n, "sent_ms": int(time.time() * 1000), "payload": self.payload})
+            value = json.dumps(
+                {"id": key.decode(), "n": n, "sent_ms": int(time.time() * 1000), "payload": self.payload}
+            )
             if n % self.sample == 0:
                 phase = self.phase
                 self.p.produce(TOPIC, value, key, on_delivery=lambda e, m, k=key, ph=phase: self._report(e, m, k, ph))
@@ -369,8 +371,10 @@ def hive_part(args: argparse.Namespace, cfg: Any, tmp: Path) -> None:
         h1 = {**{f"ingest.{k}": v for k, v in histograms(ingest).items()}, **histograms(process)}
         legs = inside(h0, h1)
         poll = _delta_p50(h0, h1, "ingest.poll")
-        print(f"partition {i + 1} ({'first data after idle start' if i == 0 else 'warm'}): all readable "
-              f"{took:.2f}s after the commit (first row {min(lat) / 1000:.2f}s)  | ingest poll {poll} ms; {legs}")
+        print(
+            f"partition {i + 1} ({'first data after idle start' if i == 0 else 'warm'}): all readable "
+            f"{took:.2f}s after the commit (first row {min(lat) / 1000:.2f}s)  | ingest poll {poll} ms; {legs}"
+        )
         if i + 1 < args.partitions:
             time.sleep(args.gap)  # idle between partitions, as a real table receives them
     print(f"Hive commit -> all readable: p50 {statistics.median(times):.2f}s over {len(times)} partitions")

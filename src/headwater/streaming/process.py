@@ -36,7 +36,7 @@ from headwater.errors import (
 )
 from headwater.faults import RetryBudget, classify
 from headwater.observability.progress import LatencyHistogram, ProgressFile
-from headwater.streaming import data_loss, dlq
+from headwater.streaming import data_loss, dlq, warm
 from headwater.streaming import decode as dec
 from headwater.streaming.data_loss import DataLossGuard
 from headwater.streaming.expectations import (
@@ -86,6 +86,8 @@ class ProcessStage(StatefulMode):
         self._kafka_away = False
         self.clock: Callable[[], float] = time.monotonic  # the restart bound's clock (tests inject one)
         self.first_backoff = 2.0  # seconds before the first query restart; doubles up to 60
+        self.warm_every: float | None = warm.WARM_EVERY_SECONDS  # None: no idle warm-up (see streaming.warm)
+        self._active_at = 0.0  # monotonic time of the last batch or warm-up
 
     @property
     def spark(self) -> SparkSession:
@@ -150,6 +152,17 @@ class ProcessStage(StatefulMode):
         if self.stateful:
             self._plan_stateful(empty)
         self.fanout.prepare(out)
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Start the Python workers the sinks' executor code runs in, with its modules imported (:mod:`warm`)."""
+        if self.warm_every is None:
+            return
+        modules = [m for s in self.fanout.sinks for m in s.worker_modules]
+        t0 = time.monotonic()
+        if warm.try_python_workers(self.spark, modules):
+            log.info("Python workers warm in %.2fs", time.monotonic() - t0)
+        self._active_at = time.monotonic()
 
     def _transform(self, df: DataFrame, errors: list[DataFrame] | None = None,
                    cached: list[DataFrame] | None = None) -> DataFrame:  # fmt: skip
@@ -196,6 +209,7 @@ class ProcessStage(StatefulMode):
             if result.primary.written:
                 self.progress.set(last_written_at=out.written_at)
             self.progress.flush()
+        self._active_at = time.monotonic()
         log.info("batch %d: %d in, %d written, %d dead-lettered in %.2fs", batch_id, out.rows,
                  result.primary.written, dead, time.time() - t0)  # fmt: skip
 
@@ -420,7 +434,8 @@ class ProcessStage(StatefulMode):
                     if not q.isActive:
                         exc = q.exception()
                         raise QueryFailed(f"streaming query {q.name} stopped: {exc}")
-                stuck = watchdog.check(any(q.status["isTriggerActive"] for q in queries), time.monotonic())
+                active = any(q.status["isTriggerActive"] for q in queries)
+                stuck = watchdog.check(active, time.monotonic())
                 if stuck is not None:
                     grace = 0.0  # it will not finish: stop it now
                     raise QueryFailed(
@@ -429,6 +444,8 @@ class ProcessStage(StatefulMode):
                     )
                 if self.stateful:
                     self.refresh_planned()
+                if not active and self.warm_every is not None and time.monotonic() - self._active_at > self.warm_every:
+                    self.warm_up()  # idle: keep the Python workers from being reaped before the next data
                 lag = self._max_lag(queries)
                 with self._lock:
                     self.progress.set(lag=lag, input_rate=_rate(query))
