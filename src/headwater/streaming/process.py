@@ -86,8 +86,7 @@ class ProcessStage(StatefulMode):
         self._kafka_away = False
         self.clock: Callable[[], float] = time.monotonic  # the restart bound's clock (tests inject one)
         self.first_backoff = 2.0  # seconds before the first query restart; doubles up to 60
-        self.warm_every: float | None = warm.WARM_EVERY_SECONDS  # None: no idle warm-up (see streaming.warm)
-        self._active_at = 0.0  # monotonic time of the last batch or warm-up
+        self.warm_workers = True  # start the sinks' Python workers in prepare() (see streaming.warm)
 
     @property
     def spark(self) -> SparkSession:
@@ -156,13 +155,12 @@ class ProcessStage(StatefulMode):
 
     def warm_up(self) -> None:
         """Start the Python workers the sinks' executor code runs in, with its modules imported (:mod:`warm`)."""
-        if self.warm_every is None:
+        if not self.warm_workers:
             return
         modules = [m for s in self.fanout.sinks for m in s.worker_modules]
         t0 = time.monotonic()
         if warm.try_python_workers(self.spark, modules):
             log.info("Python workers warm in %.2fs", time.monotonic() - t0)
-        self._active_at = time.monotonic()
 
     def _transform(self, df: DataFrame, errors: list[DataFrame] | None = None,
                    cached: list[DataFrame] | None = None) -> DataFrame:  # fmt: skip
@@ -209,7 +207,6 @@ class ProcessStage(StatefulMode):
             if result.primary.written:
                 self.progress.set(last_written_at=out.written_at)
             self.progress.flush()
-        self._active_at = time.monotonic()
         log.info("batch %d: %d in, %d written, %d dead-lettered in %.2fs", batch_id, out.rows,
                  result.primary.written, dead, time.time() - t0)  # fmt: skip
 
@@ -434,8 +431,7 @@ class ProcessStage(StatefulMode):
                     if not q.isActive:
                         exc = q.exception()
                         raise QueryFailed(f"streaming query {q.name} stopped: {exc}")
-                active = any(q.status["isTriggerActive"] for q in queries)
-                stuck = watchdog.check(active, time.monotonic())
+                stuck = watchdog.check(any(q.status["isTriggerActive"] for q in queries), time.monotonic())
                 if stuck is not None:
                     grace = 0.0  # it will not finish: stop it now
                     raise QueryFailed(
@@ -444,8 +440,6 @@ class ProcessStage(StatefulMode):
                     )
                 if self.stateful:
                     self.refresh_planned()
-                if not active and self.warm_every is not None and time.monotonic() - self._active_at > self.warm_every:
-                    self.warm_up()  # idle: keep the Python workers from being reaped before the next data
                 lag = self._max_lag(queries)
                 with self._lock:
                     self.progress.set(lag=lag, input_rate=_rate(query))

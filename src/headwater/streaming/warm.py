@@ -1,12 +1,13 @@
-"""Keep an idle process stage ready for its next data: the executors' Python workers stay started.
+"""Have a process stage's Python workers started before its first data comes.
 
-Measured (benchmarks/latency_bench.py): the first micro-batch with data in a new process stage took
-several times a warm one, and an empty micro-batch does not help: Spark runs no task for a Kafka
-batch without new offsets, and no Python function for an empty partition. Spark also reaps a Python
-worker idle for a minute, so a stage fed every few minutes paid again. :func:`python_workers` runs a
-one-row job per core whose Python function imports what the sinks' executor code imports; the workers
-it starts are the ones the next batch reuses. The stage runs it once when it starts and again while
-idle, every :data:`WARM_EVERY_SECONDS` (under Spark's one-minute reaping); it writes nothing anywhere.
+Measured (benchmarks/latency_bench.py, loaded machine): the first micro-batch with data in a new
+process stage took 20 s where the next took 3 s; starting the Python workers of local[2] with
+pyarrow, numpy and the HBase writer imported took 14 s cold and 2 s warm (the same job, run twice),
+and an empty micro-batch does not do it: Spark runs no task for a Kafka batch without new offsets,
+and no Python function for an empty partition. :func:`python_workers` runs a one-row job per core
+whose Python function imports what the sinks' executor code imports; the workers it starts are the
+ones the next batch reuses (they were still there after 65 s idle: Spark reaps idle workers only
+when it needs a new one). The stage runs it once when it starts; it writes nothing anywhere.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("headwater.process")
 
-WARM_EVERY_SECONDS = 45.0  # Spark reaps a Python worker idle for 60 s (PythonWorkerFactory)
 BASE_MODULES = ("pyarrow", "numpy")
 
 
