@@ -270,6 +270,10 @@ def kafka_part(args: argparse.Namespace, cfg: Any, tmp: Path) -> None:
     watcher.expect(last, t0 * 1000, "")
     wait_for("the backlog to drain", lambda: last in watcher.readable_at, 900, 0.05)
     drained = watcher.readable_at[last] / 1000 - t0
+    rows0 = busy0.get("rows_in", 0)
+    # The stage flushes its progress just after the write the watcher saw.
+    wait_for("the stage's progress", lambda: state(progress).get("counters", {}).get("rows_in", 0) - rows0
+             >= args.backlog, 60)  # fmt: skip
     busy1 = state(progress).get("counters", {})
     max_rate = args.backlog / drained
     rows = busy1.get("rows_in", 0) - busy0.get("rows_in", 0)
