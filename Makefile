@@ -49,6 +49,7 @@ $(QUIX_STAMP): benchmarks/peers/quix.lock   # the Quix Streams peer's own venv: 
 
 bench: jars $(QUIX_STAMP)  ## benchmarks: print figures and ratios (not part of the test suite)
 	$(BIN)/python benchmarks/pipeline_bench.py
+	$(BIN)/python benchmarks/latency_bench.py
 
 clean:
 	-$(BIN)/headwater stack down

@@ -51,6 +51,8 @@ class Sink(ABC):
 
     Config: ClassVar[type[SinkConfig]]
     guarantee: ClassVar[str] = "at least once"
+    # Modules the sink's executor-side code imports: an idle stage keeps Python workers with them loaded.
+    worker_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: SinkConfig, connections: Any) -> None:
         self.config = config

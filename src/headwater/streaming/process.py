@@ -36,7 +36,7 @@ from headwater.errors import (
 )
 from headwater.faults import RetryBudget, classify
 from headwater.observability.progress import LatencyHistogram, ProgressFile
-from headwater.streaming import data_loss, dlq
+from headwater.streaming import data_loss, dlq, warm
 from headwater.streaming import decode as dec
 from headwater.streaming.data_loss import DataLossGuard
 from headwater.streaming.expectations import (
@@ -86,6 +86,7 @@ class ProcessStage(StatefulMode):
         self._kafka_away = False
         self.clock: Callable[[], float] = time.monotonic  # the restart bound's clock (tests inject one)
         self.first_backoff = 2.0  # seconds before the first query restart; doubles up to 60
+        self.warm_workers = True  # start the sinks' Python workers in prepare() (see streaming.warm)
 
     @property
     def spark(self) -> SparkSession:
@@ -150,6 +151,16 @@ class ProcessStage(StatefulMode):
         if self.stateful:
             self._plan_stateful(empty)
         self.fanout.prepare(out)
+        self.warm_up()
+
+    def warm_up(self) -> None:
+        """Start the Python workers the sinks' executor code runs in, with its modules imported (:mod:`warm`)."""
+        if not self.warm_workers:
+            return
+        modules = [m for s in self.fanout.sinks for m in s.worker_modules]
+        t0 = time.monotonic()
+        if warm.try_python_workers(self.spark, modules):
+            log.info("Python workers warm in %.2fs", time.monotonic() - t0)
 
     def _transform(self, df: DataFrame, errors: list[DataFrame] | None = None,
                    cached: list[DataFrame] | None = None) -> DataFrame:  # fmt: skip

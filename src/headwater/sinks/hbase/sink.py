@@ -140,6 +140,7 @@ class HBaseSink(Sink):
 
     Config = HBaseSinkConfig
     config: HBaseSinkConfig
+    worker_modules = ("headwater.sinks.hbase.writer",)
     guarantee = (
         "effectively once: row keys and cell timestamps come from the record, so a replay rewrites the same cells"
     )
