@@ -28,6 +28,7 @@ each run unless --keep-data). Linux only (process accounting).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -208,6 +209,14 @@ def print_table(runs: list[Run]) -> None:
         print(f"{r.mode:7} {r.size:>9,}  {r.stages['ingest'].wall:8.1f}  {r.stages['process'].wall:9.1f}   "
               f"{r.size / r.wall:18,.0f}  {r.per_1k('stage'):14.3f}  {r.per_1k('total'):6.3f}   "
               f"{rs:>15}  {rt}")  # fmt: skip
+    print("\nmarginal CPU-s per 1,000 records from the next smaller size (fixed costs such as JVM starts cancel out):")
+    for mode in dict.fromkeys(r.mode for r in runs):
+        done = [good[(mode, s)] for s in sizes if (mode, s) in good]
+        for prev, cur in itertools.pairwise(done):
+            n = (cur.size - prev.size) / 1000
+            stage = (cur.per_1k("stage") * cur.size - prev.per_1k("stage") * prev.size) / 1000 / n
+            total = (cur.per_1k("total") * cur.size - prev.per_1k("total") * prev.size) / 1000 / n
+            print(f"  {mode:7} {prev.size:>9,} -> {cur.size:>9,}: stage {stage:.3f}, total {total:.3f}")
     print("\ncluster / local     wall   CPU stage   CPU total")
     for size in sizes:
         c, loc = good.get(("cluster", size)), good.get(("local", size))
