@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test unit lint format jars stack-up stack-down bench clean
+.PHONY: demo test unit lint format jars stack-up stack-down bench bench-cluster clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,9 @@ $(QUIX_STAMP): benchmarks/peers/quix.lock   # the Quix Streams peer's own venv: 
 bench: jars $(QUIX_STAMP)  ## benchmarks: print figures and ratios (not part of the test suite)
 	$(BIN)/python benchmarks/pipeline_bench.py
 	$(BIN)/python benchmarks/latency_bench.py
+
+bench-cluster: jars       ## how cost grows: the pipeline at 10^4..10^6 records, local vs the Spark cluster (long)
+	$(BIN)/python benchmarks/cluster_cost.py
 
 clean:
 	-$(BIN)/headwater stack down
