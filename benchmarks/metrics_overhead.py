@@ -61,28 +61,11 @@ def free_port() -> int:
 
 def bare_stage(argv: list[str]) -> None:
     """Run the CLI with the batch observation minus its per-reason dead-letter list (the ``bare`` mode)."""
-    from pyspark.sql import DataFrame, Observation
+    import functools
 
     from headwater.streaming import observe
-    from headwater.streaming.decode import ERROR
 
-    def counted(decoded: DataFrame) -> tuple[DataFrame, Observation]:
-        import uuid
-
-        from pyspark.sql import functions as F
-
-        obs = Observation(f"headwater_batch_{uuid.uuid4().hex}")
-        bad = F.col(ERROR).isNotNull()
-        ts_ms = F.col("_hw_kafka_ts").cast("double") * 1000
-        return decoded.observe(
-            obs,
-            F.count(F.lit(1)).alias("rows"),
-            F.count_if(bad).alias("bad"),
-            F.histogram_numeric(F.when(~bad, ts_ms), F.lit(observe.HISTOGRAM_BINS)).alias("ts"),
-            F.collect_list(F.when(bad, F.struct("_hw_partition", "_hw_offset"))).alias("positions"),
-        ), obs
-
-    observe.counted = counted
+    observe.counted = functools.partial(observe.counted, reasons=False)  # type: ignore[assignment]
     from headwater.cli import main
 
     sys.argv = ["headwater", *argv]

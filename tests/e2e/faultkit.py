@@ -1,11 +1,12 @@
-"""What the fault-matrix tests share: a seeded random source, the exact check with its figures, and
-readers of a stage's progress and checkpoint."""
+"""What the fault-matrix tests share: a shared Hive table, ingest and the process stage started after it,
+a seeded random source, the exact check with its figures, and readers of a stage's progress and checkpoint."""
 
 from __future__ import annotations
 
 import json
 import os
 import random
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,36 @@ from typing import Any
 import psutil
 
 from headwater.context import PipelineContext
+from headwater.demo import create_orders
 from headwater.observability.progress import read_progress
-from kit import compare, dead_letters, expected_from_hive, hbase_cells
+from headwater.spec import load_spec
+from kit import compare, dead_letters, expected_from_hive, hbase_cells, run_cli, start_stage
 
 CLEAN = {"lost": [], "phantom": [], "dup": [], "corrupt": []}
+SHARED_ROWS = 30_000  # orders in the shared table of a fault-matrix module
+
+
+def shared_orders(spark: Any, prefix: str) -> tuple[str, Any]:
+    """One Hive table of :data:`SHARED_ROWS` orders (and its oracle) for the tests of a module that only
+    read it; each test has its own topic and table."""
+    table = f"{prefix}_{int(time.time())}.orders_raw"
+    create_orders(spark, table, SHARED_ROWS)
+    return table, expected_from_hive(spark, table)
+
+
+def ingest(path: Path) -> None:
+    """Run the ingest stage of the spec at ``path`` until drained."""
+    out = run_cli("run", str(path), "--stage", "ingest", "--until-drained")
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+def ingest_then_process(path: Path, tmp: Path) -> tuple[Any, Path, subprocess.Popen[bytes]]:
+    """Ingest the spec at ``path``, then start its process stage until drained, logging to
+    ``tmp/process.log``; returns (spec, log, process)."""
+    spec = load_spec(path)
+    ingest(path)
+    log = tmp / "process.log"
+    return spec, log, start_stage(path, "process", log, "--until-drained")
 
 
 def seeded(test: str) -> random.Random:
@@ -30,6 +57,13 @@ def seeded(test: str) -> random.Random:
 def counters(spec: Any, stage: str = "process") -> dict[str, Any]:
     """The counters of a stage's progress file (this run's; each run starts them at 0)."""
     return dict((read_progress(PipelineContext(spec).progress_path(stage)) or {}).get("counters", {}))
+
+
+def succeeded(spec: Any, log: Path, code: int) -> tuple[str, dict[str, Any]]:
+    """The process stage's log text and counters once it has exited with ``code``, which must be 0."""
+    text = log.read_text(errors="replace")
+    assert code == 0, text[-4000:]
+    return text, counters(spec)
 
 
 def batches_done(spec: Any, at_least: int, pid: int) -> bool:

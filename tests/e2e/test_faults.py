@@ -16,14 +16,25 @@ from typing import Any
 
 import psutil
 import pytest
-from faultkit import batches_done, check_exact, committed_ends, counters, python_workers, seeded
+from faultkit import (
+    SHARED_ROWS,
+    batches_done,
+    check_exact,
+    committed_ends,
+    counters,
+    ingest,
+    ingest_then_process,
+    python_workers,
+    seeded,
+    shared_orders,
+    succeeded,
+)
 
 from headwater.context import PipelineContext
 from headwater.demo import append_orders, create_orders, malformed_ids
 from headwater.spec import load_spec
 from kit import (
     dead_letters,
-    expected_from_hive,
     hbase_cells,
     kill9,
     read_topic,
@@ -35,20 +46,11 @@ from kit import (
 
 pytestmark = pytest.mark.e2e
 
-SHARED_ROWS = 30_000
-
 
 @pytest.fixture(scope="module")
 def shared(spark) -> tuple[str, Any]:  # type: ignore[no-untyped-def]
-    """One Hive table (and its oracle) for the tests that only read it; each has its own topic and table."""
-    table = f"faults_{int(time.time())}.orders_raw"
-    create_orders(spark, table, SHARED_ROWS)
-    return table, expected_from_hive(spark, table)
-
-
-def _ingest(path: Path) -> None:
-    out = run_cli("run", str(path), "--stage", "ingest", "--until-drained")
-    assert out.returncode == 0, out.stderr[-3000:]
+    """The module's shared Hive table and its oracle (see :func:`faultkit.shared_orders`)."""
+    return shared_orders(spark, "faults")
 
 
 def _drain(path: Path, log: Path) -> float:
@@ -70,7 +72,7 @@ def test_kill9_process_stage_at_three_random_moments(stack, spark, unique, tmp_p
     path = write_spec(tmp_path, unique, max_offsets=10_000, columns="d: [amount, status]")
     spec = load_spec(path)
     create_orders(spark, spec.source.table, rows)
-    _ingest(path)
+    ingest(path)
     moments = []
     for i in range(3):
         proc = start_stage(path, "process", tmp_path / f"process{i}.log")
@@ -130,7 +132,7 @@ def test_kill9_process_stage_stateful(stack, spark, unique, tmp_path) -> None:  
     spec = load_spec(path)
     create_orders(spark, spec.source.table, rows)
     append_orders(spark, spec.source.table, 0, 3_000)  # the same orders again: same values, new positions
-    _ingest(path)
+    ingest(path)
     proc = start_stage(path, "process", tmp_path / "process0.log")
     at_batch, delay = rng.randint(1, 3), round(rng.uniform(0.0, 2.5), 2)
     wait_for(f"batch {at_batch}", lambda: batches_done(spec, at_batch, proc.pid), 300, proc)
@@ -179,10 +181,7 @@ def test_kill9_python_worker_while_writing(stack, spark, shared, unique, tmp_pat
     table, oracle = shared
     # A batch takes seconds here: one running 90 s would be stuck, and the stage restarts the query.
     path = write_spec(tmp_path, unique, max_offsets=8_000, table=table, process=", batch_timeout: 90 seconds")
-    spec = load_spec(path)
-    _ingest(path)
-    log = tmp_path / "process.log"
-    proc = start_stage(path, "process", log, "--until-drained")
+    spec, log, proc = ingest_then_process(path, tmp_path)
     try:
         wait_for("the first written batch", lambda: batches_done(spec, 1, proc.pid), 300, proc)
 
@@ -212,9 +211,7 @@ def test_kill9_python_worker_while_writing(stack, spark, shared, unique, tmp_pat
     finally:
         if proc.poll() is None:
             kill9(proc)
-    text = log.read_text(errors="replace")
-    assert code == 0, text[-4000:]
-    c = counters(spec)
+    text, c = succeeded(spec, log, code)
     retried = text.count("Lost task") + text.count("lost task")
     print(f"query restarts {c.get('query_restarts', 0)}, task failures logged {retried}")
     assert c.get("query_restarts", 0) + retried > 0, "the worker kill went unnoticed"
@@ -227,7 +224,7 @@ def test_checkpoint_deleted_restart_from_earliest(stack, spark, shared, unique, 
     table, oracle = shared
     path = write_spec(tmp_path, unique, max_offsets=15_000, table=table)
     spec = load_spec(path)
-    _ingest(path)
+    ingest(path)
     _drain(path, tmp_path / "first.log")
     before = hbase_cells(stack.config.host, stack.config.thrift2_port, spec.sink.full_table)
     dlq_before = dead_letters(stack.config.kafka_bootstrap, spec.dead_letter.topic)
@@ -278,10 +275,7 @@ def test_disk_full_under_the_checkpoint(stack, spark, shared, unique, tmp_path) 
     assert done.returncode == 0, f"cannot mount a small filesystem for the test (needs root): {done.stderr}"
     try:
         path = write_spec(tmp_path, unique, max_offsets=4_000, table=table, process=f", checkpoint: {mount}/checkpoint")
-        spec = load_spec(path)
-        _ingest(path)
-        log = tmp_path / "process.log"
-        proc = start_stage(path, "process", log, "--until-drained")
+        spec, log, proc = ingest_then_process(path, tmp_path)
         try:
             wait_for("two written batches", lambda: batches_done(spec, 2, proc.pid), 300, proc)
             filled = _fill(mount)

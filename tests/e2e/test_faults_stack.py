@@ -12,30 +12,30 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import NewPartitions
-from faultkit import batches_done, check_exact, counters
+from faultkit import (
+    SHARED_ROWS,
+    batches_done,
+    check_exact,
+    counters,
+    ingest,
+    ingest_then_process,
+    shared_orders,
+    succeeded,
+)
 
 from headwater import kafka
 from headwater.demo import append_orders, create_orders
 from headwater.spec import load_spec
 from headwater.stack import supervisor
-from kit import expected_from_hive, kill9, read_topic, run_cli, start_stage, wait_for, write_spec
+from kit import expected_from_hive, kill9, read_topic, start_stage, wait_for, write_spec
 
 pytestmark = pytest.mark.e2e
-
-SHARED_ROWS = 30_000
 
 
 @pytest.fixture(scope="module")
 def shared(spark) -> tuple[str, Any]:  # type: ignore[no-untyped-def]
-    """One Hive table (and its oracle) for the tests that only read it; each has its own topic and table."""
-    table = f"faults_stack_{int(time.time())}.orders_raw"
-    create_orders(spark, table, SHARED_ROWS)
-    return table, expected_from_hive(spark, table)
-
-
-def _ingest(path: Path) -> None:
-    out = run_cli("run", str(path), "--stage", "ingest", "--until-drained")
-    assert out.returncode == 0, out.stderr[-3000:]
+    """The module's shared Hive table and its oracle (see :func:`faultkit.shared_orders`)."""
+    return shared_orders(spark, "faults_stack")
 
 
 def test_hbase_killed_and_restarted_mid_stream(stack, spark, shared, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -46,10 +46,7 @@ def test_hbase_killed_and_restarted_mid_stream(stack, spark, shared, unique, tmp
     # With HBase away the Thrift2 server holds each call while its own client retries: the writer's
     # socket timeout (10 s here, 60 s by default) is what ends a call.
     path = write_spec(tmp_path, unique, max_offsets=3_000, table=table, connections=_timeout(stack, 10_000))
-    spec = load_spec(path)
-    _ingest(path)
-    log = tmp_path / "process.log"
-    proc = start_stage(path, "process", log, "--until-drained")
+    spec, log, proc = ingest_then_process(path, tmp_path)
     try:
         wait_for("the first written batch", lambda: batches_done(spec, 1, proc.pid), 300, proc)
         hbase = supervisor.find(stack.config.root, "hbase")
@@ -70,9 +67,7 @@ def test_hbase_killed_and_restarted_mid_stream(stack, spark, shared, unique, tmp
     finally:
         if proc.poll() is None:
             kill9(proc)
-    text = log.read_text(errors="replace")
-    assert code == 0, text[-4000:]
-    c = counters(spec)
+    _, c = succeeded(spec, log, code)
     print(f"write retries {c.get('write_retries', 0)}, query restarts {c.get('query_restarts', 0)}")
     check_exact(stack, spark, spec, oracle, allow_dlq_duplicates=True, records=SHARED_ROWS, kills=1,
                 write_retries=c.get("write_retries", 0), query_restarts=c.get("query_restarts", 0))  # fmt: skip
@@ -86,7 +81,7 @@ def test_thrift2_frozen_30s(stack, spark, shared, unique, tmp_path) -> None:  # 
     path = write_spec(tmp_path, unique, max_offsets=2_000, table=table, connections=_timeout(stack, 5_000))
     spec = load_spec(path)
     assert spec.connections.hbase.timeout_ms == 5000
-    _ingest(path)
+    ingest(path)
     log = tmp_path / "process.log"
     proc = start_stage(path, "process", log, "--until-drained")
     thrift2 = supervisor.find(stack.config.root, "hbase-thrift2")
@@ -106,9 +101,7 @@ def test_thrift2_frozen_30s(stack, spark, shared, unique, tmp_path) -> None:  # 
     finally:
         if proc.poll() is None:
             kill9(proc)
-    text = log.read_text(errors="replace")
-    assert code == 0, text[-4000:]
-    c = counters(spec)
+    _, c = succeeded(spec, log, code)
     assert c.get("write_retries", 0) + c.get("query_restarts", 0) > 0, c
     check_exact(stack, spark, spec, oracle, allow_dlq_duplicates=True, records=SHARED_ROWS,
                 write_retries=c.get("write_retries", 0), query_restarts=c.get("query_restarts", 0))  # fmt: skip
@@ -121,7 +114,7 @@ def test_topic_partitions_increased_mid_stream(stack, spark, unique, tmp_path) -
     spec = load_spec(path)
     conn, topic = spec.connections.kafka, spec.topic.name
     create_orders(spark, spec.source.table, 20_000)
-    _ingest(path)
+    ingest(path)
     log = tmp_path / "process.log"
     proc = start_stage(path, "process", log)  # runs until stopped
     try:
@@ -130,7 +123,7 @@ def test_topic_partitions_increased_mid_stream(stack, spark, unique, tmp_path) -
         for future in admin.create_partitions([NewPartitions(topic, 4)]).values():
             future.result(timeout=30)
         append_orders(spark, spec.source.table, 20_000, 40_000)
-        _ingest(path)  # a new producer: it sees 4 partitions
+        ingest(path)  # a new producer: it sees 4 partitions
         ends = kafka.end_offsets(conn, topic)
         assert sorted(ends) == [0, 1, 2, 3] and ends[2] > 0 and ends[3] > 0, ends
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import operator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -132,3 +133,21 @@ def bad_records(decoded: DataFrame) -> DataFrame:
     from pyspark.sql import functions as F
 
     return decoded.where(F.col(ERROR).isNotNull())
+
+
+@dataclass(frozen=True)
+class RecordDecoder:
+    """Decode and validate for one pipeline: its record schema, the fields a record must carry, its key rule."""
+
+    schema: StructType
+    required: list[str]
+    keyed: bool
+    kafka_fields: dict[str, str]
+
+    def decode(self, raw: DataFrame) -> DataFrame:
+        """Kafka rows -> decoded records with error columns (see :func:`decode`)."""
+        return decode(raw, self.schema, self.required, self.keyed, self.kafka_fields)
+
+    def good(self, decoded: DataFrame) -> DataFrame:
+        """The decoded records without errors (see :func:`good_records`)."""
+        return good_records(decoded, self.schema)

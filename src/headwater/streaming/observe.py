@@ -44,22 +44,26 @@ class BatchCounts:
     reasons: dict[str, int] = field(default_factory=dict)  # bad records per reason code
 
 
-def counted(decoded: DataFrame) -> tuple[DataFrame, Observation]:
-    """``decoded`` with an observation of its records attached (read it after an action)."""
+def counted(decoded: DataFrame, reasons: bool = True) -> tuple[DataFrame, Observation]:
+    """``decoded`` with an observation of its records attached (read it after an action).
+
+    ``reasons``: also collect the reason code of each bad record (off only to measure its cost).
+    """
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     obs = Observation(f"headwater_batch_{uuid.uuid4().hex}")
     bad = F.col(ERROR).isNotNull()
     ts_ms = F.col("_hw_kafka_ts").cast("double") * 1000
-    return decoded.observe(
-        obs,
+    metrics = [
         F.count(F.lit(1)).alias("rows"),
         F.count_if(bad).alias("bad"),
         F.histogram_numeric(F.when(~bad, ts_ms), F.lit(HISTOGRAM_BINS)).alias("ts"),
         F.collect_list(F.when(bad, F.struct("_hw_partition", "_hw_offset"))).alias("positions"),
-        F.collect_list(F.when(bad, F.col(ERROR))).alias("reasons"),
-    ), obs
+    ]
+    if reasons:
+        metrics.append(F.collect_list(F.when(bad, F.col(ERROR))).alias("reasons"))
+    return decoded.observe(obs, *metrics), obs
 
 
 def fenced(df: DataFrame) -> DataFrame:

@@ -1,7 +1,7 @@
 """``window``: event-time window aggregates (tumbling or sliding) with a watermark and a late-data policy.
 
 Stateful: the aggregation state lives in the streaming query (its checkpoint), so the process stage
-runs a pipeline with a window in *stateful mode* (see :mod:`headwater.streaming.process`), with
+runs a pipeline with a window in *stateful mode* (see :mod:`headwater.streaming.stateful`), with
 output mode ``update``: every micro-batch emits the windows it changed, and the sink overwrites
 their rows. A row key made of the group-by columns and ``window_start`` gives one HBase row per key
 and window; ``version: window_end`` (or no ``version``) makes an update overwrite the same cell.
