@@ -182,3 +182,46 @@ def test_ingest_recovers_within_the_bound(tmp_path: Path) -> None:
     stage, calls = _ingest(tmp_path, flaky)
     assert stage.run(until_drained=True)["state"] == "drained"
     assert len(calls) == 3
+
+
+class _Query:
+    """A streaming query as the monitor sees it: stopped with ``error``, or active until stopped."""
+
+    def __init__(self, name: str, error: str | None) -> None:
+        self.id, self.name, self.error = name, name, error
+        self.isActive = error is None
+        self.status = {"isTriggerActive": False}
+        self.lastProgress = None
+
+    def exception(self) -> str | None:
+        return self.error
+
+    def stop(self) -> None:
+        self.isActive = False
+
+
+def test_stateful_stage_restarts_after_a_transient_failure(tmp_path: Path) -> None:
+    """The stateful strategy's stop of one attempt's queries is not the stage's stop: the restart happens."""
+    spec_text = SPEC.replace(
+        "dead_letter:",
+        "transforms:\n  - {type: dedupe, keys: [id], event_time: updated_at, within: 1 day}\ndead_letter:",
+    )
+    spec = load_spec_text(spec_text, "pipeline.yaml", env={})
+    stage = ProcessStage(PipelineContext(spec, home=tmp_path))
+    assert stage.stateful
+    attempts: list[int] = []
+
+    def start(available_now: bool = False) -> list[Any]:
+        attempts.append(len(attempts) + 1)
+        error = f"{TRANSIENT} (attempt {len(attempts)})" if len(attempts) <= 2 else None
+        return [_Query("headwater_orders", error), _Query("headwater_orders_dlq", None)]
+
+    stage.prepare = lambda: None  # type: ignore[method-assign]
+    stage.check_data_loss = lambda: None  # type: ignore[method-assign]
+    stage.execution.start = start  # type: ignore[method-assign]
+    stage.monitor.max_lag = lambda queries: 0  # type: ignore[method-assign]
+    stage.first_backoff = 0.0
+    result = stage.run(until_drained=True)
+    assert attempts == [1, 2, 3]
+    assert result["state"] == "drained" and result["counters"]["query_restarts"] == 2
+    assert not stage.stop_event.is_set()

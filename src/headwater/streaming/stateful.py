@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,9 @@ class StatefulExecution:
         self.replay: list[Any] | None = None  # the transforms the side query replays (None: it needs none)
         self.window: Any = None  # the first window transform, if any
         self.cut = 0  # index of the first window (else of the last stateful transform): error rows stop before it
+        # This attempt's queries are stopping: a side batch waiting for the main query's watermarks gives
+        # up. Per attempt, not the stage's stop event: a transient failure must restart the queries.
+        self.attempt_over = threading.Event()
 
     @property
     def decoder(self) -> RecordDecoder:
@@ -84,6 +88,7 @@ class StatefulExecution:
         from headwater.streaming.watermarks import BatchWatermarks
 
         p = self.parts
+        self.attempt_over = threading.Event()
         self.watermarks = BatchWatermarks(p.spark(), self.main_checkpoint, p.spec.topic.name)
         decoded = self.decoder.decode(p.kafka_stream())
         # Expectations: drop and dead_letter rows leave the main query here; the side query counts,
@@ -116,8 +121,8 @@ class StatefulExecution:
                 self.parts.report.add(**{f"{t.config.type}_refreshes": 1})
 
     def stopping(self) -> None:
-        """A side batch waiting for the main query's watermarks gives up."""
-        self.parts.stop_event.set()
+        """A side batch waiting for the main query's watermarks gives up (this attempt only)."""
+        self.attempt_over.set()
 
     def write_batch(self, df: DataFrame, batch_id: int) -> None:
         """Main query: one micro-batch of transformed rows -> the sinks."""
@@ -182,8 +187,8 @@ class StatefulExecution:
 
         assert self.watermarks is not None
         last = {r[0]: r[1] for r in decoded.groupBy("_hw_partition").agg(F.max("_hw_offset")).collect()}
-        main, stop = self.main, self.parts.stop_event
-        self.watermarks.wait(last, lambda: not stop.is_set() and main is not None and main.isActive)
+        main, over, stop = self.main, self.attempt_over, self.parts.stop_event
+        self.watermarks.wait(last, lambda: not (over.is_set() or stop.is_set()) and main is not None and main.isActive)
         late = self.watermarks.mark_late(df, self.window).persist()
         cached.append(late)
         n = late.count()
