@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from headwater import plugins
+from headwater.ship import shipping_conf
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -69,13 +70,16 @@ class PipelineContext:
         check_metastore(c.hive.metastore_uri)
         warehouse = c.hive.warehouse_dir
         jars = os.environ.get("HEADWATER_SPARK_JARS")
+        stack = StackConfig.from_env()
+        # Executors of a cluster may lack headwater, its dependencies and the user's modules: ship them.
+        shipped = {} if c.spark.master.startswith("local") else shipping_conf(self.spec, stack.cache_dir)
         return build_session(
             f"headwater-{self.spec.name}-{app}",
             master=c.spark.master,
             metastore_uri=c.hive.metastore_uri,
             warehouse_dir=warehouse,
-            jars=jars.split(",") if jars else spark_kafka_jars(StackConfig.from_env()),
-            conf={**c.spark.spark_conf(), **(extra_conf or {})},
+            jars=jars.split(",") if jars else spark_kafka_jars(stack),
+            conf={**shipped, **c.spark.spark_conf(), **(extra_conf or {})},
         )
 
 

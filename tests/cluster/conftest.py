@@ -44,3 +44,26 @@ def cluster_stack() -> Iterator[Any]:
 
         left = [svc.name for svc in s.services if supervisor.find(s.config.root, svc.name)]
         assert not left, f"cluster stack processes still running after down: {left}"
+
+
+@pytest.fixture(scope="session")
+def cluster_spark(cluster_stack: Any) -> Iterator[Any]:
+    """A local SparkSession that is a client of the cluster stack's metastore (to create tables and read the oracle).
+
+    One SparkContext per process: a session of the single-node tiers (its stack is gone) is stopped first.
+    """
+    from pyspark.sql import SparkSession
+
+    from headwater.stack.jars import spark_kafka_jars
+    from headwater.stack.spark import build_session
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+    cfg = cluster_stack.config
+    session = build_session(
+        "headwater-cluster-tests", master="local[2]", metastore_uri=cfg.metastore_uri,
+        warehouse_dir=f"file://{cfg.warehouse_dir}", jars=spark_kafka_jars(cfg),
+    )  # fmt: skip
+    yield session
+    session.stop()

@@ -163,7 +163,10 @@ class HiveConnection(_Model):
 class SparkSettings(_Model):
     """How to run Spark."""
 
-    master: str = Field(default="local[2]", description="Spark master URL.")
+    master: str = Field(
+        default_factory=lambda: _default_master(),
+        description="Spark master URL; default local[2], or the stack's Spark master in the cluster profile.",
+    )
     conf: SecretOptions = Field(
         default_factory=dict,
         description="Extra Spark configuration; values of secret-named keys (spark.hadoop.fs.s3a.secret.key, "
@@ -173,6 +176,12 @@ class SparkSettings(_Model):
     def spark_conf(self) -> dict[str, str]:
         """:attr:`conf` with secrets revealed: only for building the Spark session."""
         return redact.reveal(self.conf)
+
+
+def _default_master() -> str:
+    """``local[2]``; in the cluster profile (``headwater stack up --profile cluster``) the stack's Spark master."""
+    stack = StackConfig.from_env()
+    return stack.spark_master_url if stack.profile == "cluster" else "local[2]"
 
 
 def _default_kafka() -> KafkaConnection:

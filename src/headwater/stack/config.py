@@ -43,6 +43,19 @@ class StackConfig(BaseModel):
     thrift_port: int = 9090
     thrift2_port: int = 9091
     metastore_port: int = 9083
+    spark_master_port: int = Field(default=7077, description="Spark standalone master (cluster profile).")
+    spark_master_webui_port: int = Field(default=8080, description="The master's web UI; its /json is the probe.")
+    spark_master_rest_port: int = Field(default=6066, description="The master's REST submission server.")
+    spark_worker_port: int = Field(default=7078, description="First Spark worker's port; worker i uses this + i.")
+    spark_worker_webui_port: int = Field(default=8081, description="First worker's web UI port; worker i: + i.")
+    spark_workers: int = Field(default=2, ge=1, le=8, description="Spark workers of the cluster profile.")
+    spark_worker_cores: int = Field(
+        default=2, ge=1, description="Cores each Spark worker offers (an application takes one per worker by default)."
+    )
+    spark_worker_memory: str = Field(
+        default="2g", description="Memory each worker offers its executors (two applications of 1g executors)."
+    )
+    spark_daemon_heap: str = Field(default="256m", description="Heap of the Spark master and worker JVMs.")
     # Hadoop mini cluster (cluster profile): HDFS NameNode and YARN ResourceManager, JobHistory on fixed ports
     hadoop_namenode_port: int = Field(default=9820, description="HDFS NameNode RPC (fs.defaultFS).")
     hadoop_namenode_http_port: int = 9870
@@ -112,6 +125,11 @@ class StackConfig(BaseModel):
     @property
     def metastore_uri(self) -> str:
         return f"thrift://{self.host}:{self.metastore_port}"
+
+    @property
+    def spark_master_url(self) -> str:
+        """The Spark standalone master of the cluster profile (``spark://127.0.0.1:7077``)."""
+        return f"spark://{self.host}:{self.spark_master_port}"
 
     @property
     def warehouse_dir(self) -> Path:

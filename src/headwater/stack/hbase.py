@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from xml.sax.saxutils import escape
 
 from headwater.stack.service import Service
@@ -88,8 +89,15 @@ class HBaseService(Service):
         props = "".join(
             f"  <property><name>{k}</name><value>{escape(v)}</value></property>\n" for k, v in self._site().items()
         )
-        (conf / "hbase-site.xml").write_text(f"<configuration>\n{props}</configuration>\n")
-        (conf / "log4j.properties").write_text(_LOG4J)
+        # Written whole then renamed: the Thrift servers share this folder and prepare it again while the HBase
+        # master may be reading it (a loaded machine once caught an empty hbase-site.xml mid-write).
+        for name, text in (
+            ("hbase-site.xml", f"<configuration>\n{props}</configuration>\n"),
+            ("log4j.properties", _LOG4J),
+        ):
+            partial = conf / f".{name}.{os.getpid()}"
+            partial.write_text(text)
+            partial.replace(conf / name)
 
     def _jvm(self, heap: str) -> list[str]:
         return [

@@ -58,6 +58,10 @@ class Service(ABC):
     def command(self) -> list[str]:
         """The JVM arguments after ``java`` and the marker (heap, classpath, main class, args)."""
 
+    def environment(self) -> dict[str, str] | None:
+        """The process's whole environment; None (the default) inherits the caller's."""
+        return None
+
     def argv(self) -> list[str]:
         return [java(), *marker(self.config.root, self.name), *self.command()]
 

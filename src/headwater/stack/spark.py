@@ -55,11 +55,17 @@ def build_session(
     if not metastore_uri:
         # Without it Spark silently boots a private Derby catalog in the working directory.
         raise ConfigError("connections.hive.metastore_uri: must be set (e.g. thrift://host:9083)")
-    os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON") or _python())
     builder = SparkSession.builder.master(master).appName(app_name)
-    # A local driver serves only this machine: keep its ports (block manager, RPC) on loopback.
+    # A local driver, or the driver of a cluster on this machine's loopback, serves only this machine:
+    # keep its ports (block manager, RPC) on loopback.
     loopback = {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"}
-    settings = {**_DEFAULTS, **(loopback if master.startswith("local") else {}), **(conf or {})}
+    settings = {**_DEFAULTS, **(loopback if _on_loopback(master) else {}), **(conf or {})}
+    if "spark.pyspark.python" in settings and not master.startswith("local"):
+        # A driver started from Python (not spark-submit) hands its executors PYSPARK_PYTHON, read when the
+        # SparkContext starts; the conf alone is only honoured by spark-submit.
+        os.environ["PYSPARK_PYTHON"] = settings["spark.pyspark.python"]
+    else:
+        os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON") or _python())
     if archive:
         from headwater.stack import StackConfig, cds
 
@@ -76,6 +82,16 @@ def build_session(
     spark = builder.enableHiveSupport().getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def _on_loopback(master: str) -> bool:
+    """True for ``local[...]`` and for a master URL on this machine's loopback (``spark://127.0.0.1:7077``)."""
+    from urllib.parse import urlparse
+
+    if master.startswith("local"):
+        return True
+    host = urlparse(master).hostname or ""
+    return host in ("127.0.0.1", "localhost", "::1")
 
 
 def _python() -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import psutil
 
 from headwater.errors import StackError
-from headwater.stack import jars, supervisor
+from headwater.stack import jars, spark_cluster, supervisor
 from headwater.stack.config import StackConfig
 from headwater.stack.hadoop import HadoopService
 from headwater.stack.hbase import HBaseService, HBaseThrift2Service, HBaseThriftService
@@ -90,7 +90,8 @@ class Stack:
                 continue
             self._check_ports_free(svc)
             svc.prepare()
-            started[svc.name] = supervisor.start(svc.argv(), svc.log, cwd=svc.dir)
+            env = svc.environment()
+            started[svc.name] = supervisor.start(svc.argv(), svc.log, cwd=svc.dir, env=env, exact_env=env is not None)
             say(f"{svc.name}: started (pid {started[svc.name]}), log {svc.log}")
         for svc in self.services:
             waited = supervisor.wait_ready(
@@ -183,6 +184,7 @@ def services_for(config: StackConfig) -> list[Service]:
         HBaseThrift2Service(config),
     ]
     if config.profile == "cluster":
+        services += spark_cluster.services(config)  # cluster engines: Spark standalone, more Kafka brokers, Hadoop
         services += [HadoopService(config)]  # HDFS + YARN mini cluster
     return services
 

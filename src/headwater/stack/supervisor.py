@@ -46,8 +46,11 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def start(argv: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None) -> int:
-    """Start ``argv`` detached (own session), appending stdout+stderr to ``log``; return its pid."""
+def start(argv: list[str], log: Path, cwd: Path, env: dict[str, str] | None = None, *, exact_env: bool = False) -> int:
+    """Start ``argv`` detached (own session), appending stdout+stderr to ``log``; return its pid.
+
+    ``env`` is added to this process's environment, or with ``exact_env`` is the whole environment.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -56,7 +59,7 @@ def start(argv: list[str], log: Path, cwd: Path, env: dict[str, str] | None = No
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=cwd,
-            env={**os.environ, **(env or {})},
+            env=dict(env or {}) if exact_env else {**os.environ, **(env or {})},
             start_new_session=True,
         )
     return proc.pid
