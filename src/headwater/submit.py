@@ -105,6 +105,10 @@ def build(spec_path: str, *, stage: str, master: str, deploy_mode: str, wait: bo
             import pyspark
 
             conf.setdefault("spark.yarn.jars", f"local:{Path(pyspark.__file__).parent / 'jars'}/*")
+            # Sized for the mini cluster's one NodeManager on a 2-core machine: an AM (the driver) and one executor.
+            for key, value in (("spark.driver.memory", "768m"), ("spark.executor.memory", "768m"),
+                               ("spark.executor.instances", "1"), ("spark.executor.cores", "1")):  # fmt: skip
+                conf.setdefault(key, value)
     argv = [str(spark_submit()), "--master", master, "--deploy-mode", deploy_mode]
     argv += ["--jars", ",".join(spark_kafka_jars(stack)), "--files", str(Path(spec_path).resolve())]
     for key, value in sorted(conf.items()):
