@@ -36,7 +36,9 @@ def test_process_on_yarn_killed_and_resubmitted(cluster_stack, cluster_spark, un
     cfg = cluster_stack.config
     root = f"{cfg.hdfs_uri}/headwater/checkpoints"
     # The one change from a local spec: where checkpoints live (connections.spark.checkpoint_root).
-    path = write_spec(tmp_path, unique, max_offsets=500, connections=f"connections:\n  spark: {{checkpoint_root: {root}}}")
+    path = write_spec(
+        tmp_path, unique, max_offsets=500, connections=f"connections:\n  spark: {{checkpoint_root: {root}}}"
+    )
     spec = load_spec(path)
     checkpoint = f"{root}/{spec.name}"
     create_orders(cluster_spark, spec.source.table, 8_000)
