@@ -23,6 +23,7 @@ from xml.sax.saxutils import escape
 
 import psutil
 
+from headwater.errors import StackError
 from headwater.stack.service import Service
 from headwater.stack.supervisor import port_open
 
@@ -123,6 +124,7 @@ class HadoopService(Service):
     def prepare(self) -> None:
         conf = self.config.hadoop_conf_dir
         conf.mkdir(parents=True, exist_ok=True)
+        self._log_start = self.log.stat().st_size if self.log.is_file() else 0  # this start's part of the log
         # The written configuration is the readiness signal: remove the previous run's.
         self.client_conf.unlink(missing_ok=True)
         (self.dir / "details.json").unlink(missing_ok=True)
@@ -165,12 +167,29 @@ class HadoopService(Service):
     def probe(self) -> bool:
         """Ready when the manager has written the client configuration and the RM's REST API reports a node."""
         c = self.config
-        if not self.client_conf.is_file() or not port_open(c.host, c.hadoop_namenode_port):
+        if not self.client_conf.is_file():
+            self._check_main_thread()
+            return False
+        if not port_open(c.host, c.hadoop_namenode_port):
             return False
         url = f"http://{c.host}:{c.yarn_webapp_port}/ws/v1/cluster/metrics"
         with urllib.request.urlopen(url, timeout=5) as resp:
             metrics = json.load(resp)["clusterMetrics"]
         return int(metrics.get("activeNodes", 0)) >= 1
+
+    def _check_main_thread(self) -> None:
+        """Raise if the manager's main thread died (a port in use, ...): the JVM lives on, its servers' threads
+        keep it up, so waiting would only run into the timeout."""
+        try:
+            with self.log.open("rb") as f:
+                f.seek(getattr(self, "_log_start", 0))
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return
+        at = text.rfind('Exception in thread "main"')
+        if at >= 0 and "Started MiniMRCluster" not in text[at:]:
+            first = text[at:].splitlines()[0]
+            raise StackError(f"{self.name}: the mini cluster failed to start: {first[:400]}; log: {self.log}")
 
     def containers(self) -> list[psutil.Process]:
         """Processes YARN launched for containers (Spark AMs, executors, Python workers) of this cluster.
