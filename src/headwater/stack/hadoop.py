@@ -180,9 +180,12 @@ class HadoopService(Service):
     def _check_main_thread(self) -> None:
         """Raise if the manager's main thread died (a port in use, ...): the JVM lives on, its servers' threads
         keep it up, so waiting would only run into the timeout."""
+        start = getattr(self, "_log_start", None)
+        if start is None:  # not started by this object: its log part is unknown
+            return
         try:
             with self.log.open("rb") as f:
-                f.seek(getattr(self, "_log_start", 0))
+                f.seek(start)
                 text = f.read().decode(errors="replace")
         except OSError:
             return
