@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from cluster.conftest import cluster_env
+from headwater import kafka
 from headwater.demo import create_orders
 from headwater.spec import load_spec
 from headwater.streaming import checkpoint as offset_log
@@ -43,6 +44,12 @@ def test_process_on_yarn_killed_and_resubmitted(cluster_stack, cluster_spark, un
     checkpoint = f"{root}/{spec.name}"
     create_orders(cluster_spark, spec.source.table, 8_000)
     env = cluster_env()
+    # The topic first, as `headwater run` does before it starts the stages, and seen with its partitions.
+    conn, topic = spec.connections.kafka, spec.topic
+    kafka.ensure_topic(conn, topic.name, topic.partitions, topic.replication, topic.config)
+    wait_for(f"topic {topic.name} with its partitions",
+             lambda: len(kafka.admin(conn).list_topics(topic.name, timeout=5).topics[topic.name].partitions) == 2,
+             timeout=60)  # fmt: skip
     out = run_cli("run", str(path), "--stage", "ingest", "--until-drained", env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
 
