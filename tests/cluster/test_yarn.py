@@ -33,6 +33,16 @@ def _app(cfg: Any, app_id: str) -> dict[str, Any]:
     return _rm(cfg, f"apps/{app_id}")["app"]  # type: ignore[no-any-return]
 
 
+def _rows(cfg: Any, table: str) -> int:
+    """Rows in ``table``; 0 while the stage has not created it yet."""
+    try:
+        return len(hbase_cells(cfg.host, cfg.thrift2_port, table))
+    except Exception as exc:  # the Thrift2 TIOError (a thriftpy2 class) whose message is the table's name
+        if getattr(exc, "message", None) == table:  # no such table (yet)
+            return 0
+        raise
+
+
 def test_process_on_yarn_killed_and_resubmitted(cluster_stack, cluster_spark, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = cluster_stack.config
     root = f"{cfg.hdfs_uri}/headwater/checkpoints"
@@ -62,8 +72,7 @@ def test_process_on_yarn_killed_and_resubmitted(cluster_stack, cluster_spark, un
 
     # Killed through the ResourceManager once some batches reached HBase (and so the HDFS checkpoint).
     table = spec.sink.full_table
-    wait_for("rows in HBase from the YARN application",
-             lambda: len(hbase_cells(cfg.host, cfg.thrift2_port, table)) > 0, timeout=300)  # fmt: skip
+    wait_for("rows in HBase from the YARN application", lambda: _rows(cfg, table) > 0, timeout=300)
     _rm(cfg, f"apps/{app_id}/state", {"state": "KILLED"})
     wait_for(f"{app_id} killed", lambda: _app(cfg, app_id)["state"] == "KILLED", timeout=120)
     partial = len(hbase_cells(cfg.host, cfg.thrift2_port, table))
