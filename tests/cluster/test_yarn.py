@@ -73,11 +73,13 @@ def test_process_on_yarn_killed_and_resubmitted(cluster_stack, cluster_spark, un
     # Killed through the ResourceManager once some batches reached HBase (and so the HDFS checkpoint).
     table = spec.sink.full_table
     wait_for("rows in HBase from the YARN application", lambda: _rows(cfg, table) > 0, timeout=300)
+    # ... and a batch committed in the checkpoint on HDFS (read through Hadoop's FileSystem, as the stage does).
+    wait_for("a committed batch in the HDFS checkpoint",
+             lambda: offset_log.list_names(cluster_spark, f"{checkpoint}/commits"), timeout=300)  # fmt: skip
     _rm(cfg, f"apps/{app_id}/state", {"state": "KILLED"})
     wait_for(f"{app_id} killed", lambda: _app(cfg, app_id)["state"] == "KILLED", timeout=120)
     partial = len(hbase_cells(cfg.host, cfg.thrift2_port, table))
     assert 0 < partial < 7_900, partial  # the kill came mid-stream
-    assert offset_log.list_names(cluster_spark, f"{checkpoint}/commits"), "no checkpoint on HDFS"
 
     # Resubmitted, followed to its end: it resumes from the HDFS checkpoint and drains.
     out = run_cli("submit", str(path), "--stage", "process", "--master", "yarn", "--deploy-mode", "cluster",
