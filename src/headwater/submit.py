@@ -126,6 +126,13 @@ def run(sub: Submission, log: Path, *, wait: bool, timeout: float = 600.0) -> tu
     ``wait`` this returns as soon as its log names the application.
     """
     log.parent.mkdir(parents=True, exist_ok=True)
+    start = log.stat().st_size if log.is_file() else 0  # the log is appended to: read only this submission's part
+
+    def text() -> str:
+        with log.open("rb") as f:
+            f.seek(start)
+            return f.read().decode(errors="replace")
+
     with log.open("ab") as out:
         proc = subprocess.Popen(sub.argv, stdout=out, stderr=subprocess.STDOUT, env=sub.env,
                                 stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
@@ -133,14 +140,14 @@ def run(sub: Submission, log: Path, *, wait: bool, timeout: float = 600.0) -> tu
     deadline = time.monotonic() + timeout
     app_id = None
     while time.monotonic() < deadline:
-        found = pattern.search(log.read_text(errors="replace"))
+        found = pattern.search(text())
         app_id = found.group(1) if found else None
         code = proc.poll()
         if app_id and not wait and (sub.deploy_mode == "client" or code is not None):
             return app_id, code
         if code is not None:
             if app_id is None:
-                tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+                tail = "\n".join(text().splitlines()[-15:])
                 raise HeadwaterError(
                     f"spark-submit exited with code {code} before naming an application; log: {log}\n{tail}"
                 )
