@@ -106,6 +106,25 @@ def submitted() -> bool:
     return os.environ.get(SUBMITTED_ENV) == "1"
 
 
+def delete_with_hadoop(location: str) -> bool:
+    """Delete ``location`` (recursively) through Hadoop's FileSystem; False if it did not exist.
+
+    For any Hadoop filesystem URL (hdfs://, s3a://, ...). Starts a small local SparkSession only for its
+    JVM's Hadoop client (``HADOOP_CONF_DIR`` and ``spark.hadoop.*`` apply as in the stages), and stops it.
+    """
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master("local[1]").appName("headwater-reset").config("spark.ui.enabled", "false")
+    spark = builder.getOrCreate()
+    try:
+        jvm: Any = spark.sparkContext._jvm
+        path = jvm.org.apache.hadoop.fs.Path(location)
+        fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        return bool(fs.exists(path) and fs.delete(path, True))
+    finally:
+        spark.stop()
+
+
 def reset_pipeline(spec: PipelineSpec, *, topics: bool = False, table: bool = False) -> list[str]:
     """Delete a pipeline's position and checkpoint (and optionally topics and sink table)."""
     import shutil
@@ -118,9 +137,7 @@ def reset_pipeline(spec: PipelineSpec, *, topics: bool = False, table: bool = Fa
     kafka.PositionStore(conn, spec.state_topic).commit(ctx.position_key, None)
     done.append(f"position {ctx.position_key} deleted from {spec.state_topic}")
     if spec.process.checkpoint is None and spec.connections.spark.checkpoint_root:
-        from headwater.streaming import checkpoint as checkpoints
-
-        deleted = checkpoints.delete_with_hadoop(ctx.checkpoint)
+        deleted = delete_with_hadoop(ctx.checkpoint)
         done.append(f"checkpoint {ctx.checkpoint} {'deleted' if deleted else 'absent'}")
     elif spec.process.checkpoint is None:
         shutil.rmtree(ctx.checkpoint, ignore_errors=True)

@@ -37,30 +37,6 @@ def read_text(spark: Any, file: str) -> str | None:
         stream.close()
 
 
-def delete(spark: Any, location: str) -> bool:
-    """Delete ``location`` (recursively) through Hadoop's FileSystem; False if it did not exist."""
-    fs, path = _filesystem(spark, location)
-    if not fs.exists(path):
-        return False
-    return bool(fs.delete(path, True))
-
-
-def delete_with_hadoop(location: str) -> bool:
-    """Delete a checkpoint at any Hadoop filesystem URL from a process without Spark running.
-
-    Starts a small local SparkSession only for its JVM's Hadoop client (``HADOOP_CONF_DIR`` and
-    ``spark.hadoop.*`` apply as in the stages), deletes, and stops it.
-    """
-    from pyspark.sql import SparkSession
-
-    spark = SparkSession.builder.master("local[1]").appName("headwater-reset").config("spark.ui.enabled", "false")
-    session = spark.getOrCreate()
-    try:
-        return delete(session, location)
-    finally:
-        session.stop()
-
-
 def source_offsets(text: str, topic: str) -> dict[int, int]:
     """The offsets of ``topic`` in one offset-log file (``offsets/<n>`` or ``sources/0/0``)."""
     for line in text.lstrip("\x00").splitlines()[1:]:
