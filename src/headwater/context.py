@@ -31,8 +31,17 @@ class PipelineContext:
 
     @property
     def checkpoint(self) -> str:
-        """Spark checkpoint location of the process stage (spec value, or a folder under home)."""
-        return self.spec.process.checkpoint or str(self.home / "checkpoint")
+        """Spark checkpoint location of the process stage.
+
+        ``process.checkpoint``; else ``<connections.spark.checkpoint_root>/<name>``; else a local folder
+        under home. Any Hadoop filesystem URL: headwater reads and deletes it through Hadoop's FileSystem.
+        """
+        if self.spec.process.checkpoint:
+            return self.spec.process.checkpoint
+        root = self.spec.connections.spark.checkpoint_root
+        if root:
+            return f"{root.rstrip('/')}/{self.spec.name}"
+        return str(self.home / "checkpoint")
 
     def progress_path(self, stage: str) -> Path:
         return self.home / f"{stage}.progress.json"
@@ -71,6 +80,11 @@ class PipelineContext:
         warehouse = c.hive.warehouse_dir
         jars = os.environ.get("HEADWATER_SPARK_JARS")
         stack = StackConfig.from_env()
+        if submitted():  # spark-submit (headwater submit) set the master and shipped code and jars already
+            return build_session(
+                f"headwater-{self.spec.name}-{app}", master="", metastore_uri=c.hive.metastore_uri,
+                warehouse_dir=warehouse, jars=[], conf={**c.spark.spark_conf(), **(extra_conf or {})}, archive=False,
+            )  # fmt: skip
         # Executors of a cluster may lack headwater, its dependencies and the user's modules: ship them.
         shipped = {} if c.spark.master.startswith("local") else shipping_conf(self.spec, stack.cache_dir)
         return build_session(
@@ -81,6 +95,34 @@ class PipelineContext:
             jars=jars.split(",") if jars else spark_kafka_jars(stack),
             conf={**shipped, **c.spark.spark_conf(), **(extra_conf or {})},
         )
+
+
+#: Set in the environment of a driver that ``headwater submit`` started through spark-submit.
+SUBMITTED_ENV = "HEADWATER_SUBMITTED"
+
+
+def submitted() -> bool:
+    """True in a driver started by ``headwater submit`` (spark-submit chose the master and shipped the code)."""
+    return os.environ.get(SUBMITTED_ENV) == "1"
+
+
+def delete_with_hadoop(location: str) -> bool:
+    """Delete ``location`` (recursively) through Hadoop's FileSystem; False if it did not exist.
+
+    For any Hadoop filesystem URL (hdfs://, s3a://, ...). Starts a small local SparkSession only for its
+    JVM's Hadoop client (``HADOOP_CONF_DIR`` and ``spark.hadoop.*`` apply as in the stages), and stops it.
+    """
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master("local[1]").appName("headwater-reset").config("spark.ui.enabled", "false")
+    spark = builder.getOrCreate()
+    try:
+        jvm: Any = spark.sparkContext._jvm
+        path = jvm.org.apache.hadoop.fs.Path(location)
+        fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        return bool(fs.exists(path) and fs.delete(path, True))
+    finally:
+        spark.stop()
 
 
 def reset_pipeline(spec: PipelineSpec, *, topics: bool = False, table: bool = False) -> list[str]:
@@ -94,7 +136,10 @@ def reset_pipeline(spec: PipelineSpec, *, topics: bool = False, table: bool = Fa
     conn = spec.connections.kafka
     kafka.PositionStore(conn, spec.state_topic).commit(ctx.position_key, None)
     done.append(f"position {ctx.position_key} deleted from {spec.state_topic}")
-    if spec.process.checkpoint is None:
+    if spec.process.checkpoint is None and spec.connections.spark.checkpoint_root:
+        deleted = delete_with_hadoop(ctx.checkpoint)
+        done.append(f"checkpoint {ctx.checkpoint} {'deleted' if deleted else 'absent'}")
+    elif spec.process.checkpoint is None:
         shutil.rmtree(ctx.checkpoint, ignore_errors=True)
         done.append(f"checkpoint {ctx.checkpoint} deleted")
     else:

@@ -273,3 +273,36 @@ def reset(spec: str, topics: bool, table: bool) -> None:
 
 
 COMMANDS = [validate, schema, plugins_cmd, run, reset]
+
+
+@click.command()
+@click.argument("spec", type=click.Path(dir_okay=False, exists=True))
+@click.option("--stage", type=click.Choice(["ingest", "process"]), default="process", show_default=True)
+@click.option("--master", required=True, help="yarn, spark://host:7077 or k8s://https://host:port.")
+@click.option("--deploy-mode", type=click.Choice(["client", "cluster"]), default="cluster", show_default=True)
+@click.option("--wait", is_flag=True, help="Follow the application until it ends; exit with its result.")
+@click.option("--dry-run", is_flag=True, help="Print the spark-submit command line and submit nothing.")
+def submit(spec: str, stage: str, master: str, deploy_mode: str, wait: bool, dry_run: bool) -> None:
+    """Submit one stage of SPEC to a cluster with spark-submit; print the application id.
+
+    The stage runs until drained, as ``headwater run SPEC --stage STAGE --until-drained`` would.
+    """
+    import shlex
+
+    from headwater import submit as submitting
+    from headwater.context import PipelineContext
+    from headwater.spec import load_spec
+
+    sub = submitting.build(spec, stage=stage, master=master, deploy_mode=deploy_mode, wait=wait)
+    if dry_run:
+        click.echo(shlex.join(sub.argv))
+        return
+    log = PipelineContext(load_spec(spec)).home / f"submit-{stage}.log"
+    app_id, code = submitting.run(sub, log, wait=wait)
+    click.echo(app_id)
+    click.echo(f"spark-submit log: {log}", err=True)
+    if wait and code:
+        raise HeadwaterError(f"application {app_id} failed (spark-submit exit {code}); log: {log}")
+
+
+COMMANDS.append(submit)

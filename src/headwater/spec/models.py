@@ -172,6 +172,14 @@ class SparkSettings(_Model):
         description="Extra Spark configuration; values of secret-named keys (spark.hadoop.fs.s3a.secret.key, "
         "...) are shown as ***.",
     )
+    checkpoint_root: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Hadoop filesystem URL under which each pipeline keeps its process-stage checkpoint, as "
+        "<checkpoint_root>/<pipeline name> (e.g. hdfs://namenode:8020/headwater/checkpoints); any scheme Spark's "
+        "Hadoop client reads (hdfs, s3a, abfs, file). None: a local folder under the stack home. "
+        "process.checkpoint, when set, wins.",
+    )
 
     def spark_conf(self) -> dict[str, str]:
         """:attr:`conf` with secrets revealed: only for building the Spark session."""

@@ -73,6 +73,25 @@ class StackConfig(BaseModel):
         default="2g", description="Memory each worker offers its executors (two applications of 1g executors)."
     )
     spark_daemon_heap: str = Field(default="256m", description="Heap of the Spark master and worker JVMs.")
+    # Hadoop mini cluster (cluster profile): HDFS NameNode and YARN ResourceManager, JobHistory on fixed ports
+    hadoop_namenode_port: int = Field(default=9820, description="HDFS NameNode RPC (fs.defaultFS).")
+    hadoop_namenode_http_port: int = 9870
+    yarn_resourcemanager_port: int = Field(default=8032, description="YARN ResourceManager client RPC.")
+    yarn_scheduler_port: int = 8030
+    yarn_resource_tracker_port: int = 8031
+    yarn_admin_port: int = 8033
+    yarn_webapp_port: int = Field(default=8088, description="ResourceManager web UI and REST API.")
+    yarn_jobhistory_port: int = 10020
+    yarn_jobhistory_webapp_port: int = 19888
+    yarn_jobhistory_admin_port: int = 10033
+    yarn_shuffle_port: int = 13562
+    hadoop_heap: str = "768m"
+    yarn_nodemanager_memory_mb: int = Field(
+        default=4096, description="Memory the one NodeManager offers to containers (accounting, not reserved)."
+    )
+    yarn_nodemanager_vcores: int = Field(
+        default=8, description="vcores the NodeManager offers: more than the cores, so containers over-commit CPU."
+    )
     kafka_heap: str = "512m"
     kafka_cluster_heap: str = Field(default="256m", description="Heap of each of the cluster profile's 3 brokers.")
     hbase_heap: str = "1g"
@@ -145,6 +164,16 @@ class StackConfig(BaseModel):
     @property
     def warehouse_dir(self) -> Path:
         return self.state_dir / "warehouse"
+
+    @property
+    def hadoop_conf_dir(self) -> Path:
+        """Client configuration of the Hadoop mini cluster (HADOOP_CONF_DIR / YARN_CONF_DIR for Spark)."""
+        return self.state_dir / "hadoop" / "conf"
+
+    @property
+    def hdfs_uri(self) -> str:
+        """``fs.defaultFS`` of the Hadoop mini cluster."""
+        return f"hdfs://{self.host}:{self.hadoop_namenode_port}"
 
     def jars(self, component: str) -> Path:
         """The lib folder of one JVM component (``kafka``, ``hbase``, ``spark-kafka``)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from headwater.errors import StackError
 from headwater.stack.config import StackConfig
 
-COMPONENTS = ("kafka", "hbase", "spark-kafka")
+COMPONENTS = ("kafka", "hbase", "spark-kafka", "hadoop")
 _MAVEN_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy-dependencies"
 
 

@@ -55,12 +55,15 @@ def build_session(
     if not metastore_uri:
         # Without it Spark silently boots a private Derby catalog in the working directory.
         raise ConfigError("connections.hive.metastore_uri: must be set (e.g. thrift://host:9083)")
-    builder = SparkSession.builder.master(master).appName(app_name)
+    # master "": the one spark-submit set (a driver of `headwater submit`); setting it here would override it.
+    builder = (SparkSession.builder.master(master) if master else SparkSession.builder).appName(app_name)
     # A local driver, or the driver of a cluster on this machine's loopback, serves only this machine:
     # keep its ports (block manager, RPC) on loopback.
     loopback = {"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "127.0.0.1"}
-    settings = {**_DEFAULTS, **(loopback if _on_loopback(master) else {}), **(conf or {})}
-    if "spark.pyspark.python" in settings and not master.startswith("local"):
+    settings = {**_DEFAULTS, **(loopback if master and _on_loopback(master) else {}), **(conf or {})}
+    if not master:
+        pass  # spark-submit gave the driver and executors their Python
+    elif "spark.pyspark.python" in settings and not master.startswith("local"):
         # A driver started from Python (not spark-submit) hands its executors PYSPARK_PYTHON, read when the
         # SparkContext starts; the conf alone is only honoured by spark-submit.
         os.environ["PYSPARK_PYTHON"] = settings["spark.pyspark.python"]

@@ -13,6 +13,7 @@ import psutil
 from headwater.errors import StackError
 from headwater.stack import jars, spark_cluster, supervisor
 from headwater.stack.config import StackConfig
+from headwater.stack.hadoop import HadoopService
 from headwater.stack.hbase import HBaseService, HBaseThrift2Service, HBaseThriftService
 from headwater.stack.kafka import KafkaService
 from headwater.stack.metastore import MetastoreService
@@ -74,7 +75,8 @@ class Stack:
         say = progress or (lambda _msg: None)
         timings: dict[str, float] = {}
         t0 = time.monotonic()
-        for component in jars.COMPONENTS:
+        needed = {svc.component for svc in self.services} | {"spark-kafka"}
+        for component in (c for c in jars.COMPONENTS if c in needed):
             if not jars.is_fetched(self.config, component):
                 say(f"fetching jars for {component} with mvn ...")
             jars.fetch(self.config, component)
@@ -133,6 +135,10 @@ class Stack:
             timeout = 90 if svc.name == "hbase" else 45
             for name, (pid, how) in supervisor.stop_together(list(procs.items()), timeout=timeout).items():
                 say(f"{name}: {how} (pid {pid})")
+        for svc in self.services:
+            if isinstance(svc, HadoopService):  # YARN containers outlive the NodeManager's JVM
+                for child in svc.containers():
+                    say(f"{svc.name}: container process {supervisor.stop(child, timeout=10)} (pid {child.pid})")
         if purge:
             shutil.rmtree(self.config.state_dir, ignore_errors=True)
             say(f"state deleted: {self.config.state_dir}")
@@ -185,6 +191,7 @@ def services_for(config: StackConfig) -> list[Service]:
     ]
     if config.profile == "cluster":
         services += spark_cluster.services(config)  # Spark standalone: a master and its workers
+        services += [HadoopService(config)]  # HDFS + YARN mini cluster
     return services
 
 

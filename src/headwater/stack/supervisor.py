@@ -91,6 +91,8 @@ def wait_ready(
         try:
             if check():
                 return time.monotonic() - started
+        except StackError:  # the probe knows the service cannot come up
+            raise
         except Exception:
             pass
         if pid is not None and not psutil.pid_exists(pid):
