@@ -64,6 +64,7 @@ def test_kafka_broker_killed_mid_ingest(stack, spark, unique, tmp_path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+        stack.up()  # the broker is back whatever happened: the tests after this one need it
     logs = {s: (ctx.home / f"{s}.log").read_text(errors="replace") for s in ("ingest", "process")}
     tail = (tmp_path / "run.out").read_text(errors="replace")[-2000:] + logs["ingest"][-3000:] + logs["process"][-3000:]
     assert code == 0, tail

@@ -116,15 +116,18 @@ def test_process_restarts_spread_over_time_go_on(tmp_path: Path) -> None:
 
 
 def test_process_kafka_away_while_checking_is_transient(tmp_path: Path) -> None:
-    stage, calls, _ = _process(tmp_path, lambda n: {"state": "drained"})
+    """Waited out (see below), for at most the restart window; then the stage fails naming the cause."""
+    stage, calls, clock = _process(tmp_path, lambda n: {"state": "drained"})
 
     def away() -> None:
+        clock.now += 60.0
         raise TransientError("Kafka at 127.0.0.1:9092: reading the offsets of topic 't.orders': timed out")
 
     stage.check_data_loss = away  # type: ignore[method-assign]
-    with pytest.raises(RetriesExhausted, match=r"reading the offsets of topic 't\.orders'"):
+    with pytest.raises(RetriesExhausted, match=r"^process stage stopped: Kafka did not answer for 10 minutes: .*"
+                       r"reading the offsets of topic 't\.orders'"):  # fmt: skip
         stage.run()
-    assert calls == []
+    assert calls == [] and _progress(stage.progress.path)["state"] == "failed"
 
 
 def _ingest(tmp_path: Path, poll: Callable[[int], Any]) -> tuple[IngestStage, list[int]]:
@@ -225,3 +228,20 @@ def test_stateful_stage_restarts_after_a_transient_failure(tmp_path: Path) -> No
     assert attempts == [1, 2, 3]
     assert result["state"] == "drained" and result["counters"]["query_restarts"] == 2
     assert not stage.stop_event.is_set()
+
+
+def test_process_waits_for_kafka_before_its_queries_start(tmp_path: Path) -> None:
+    """Kafka away while the stage starts (the data-loss check asks it) is waited out, not counted as restarts."""
+    stage, calls, clock = _process(tmp_path, lambda _: {"state": "drained"})
+    checks: list[int] = []
+
+    def kafka_away_eight_times() -> None:
+        checks.append(1)
+        clock.now += 30.0
+        if len(checks) <= 8:  # 4 minutes away: more tries than process.restarts.max (3)
+            raise TransientError("Kafka at 127.0.0.1:9092: reading the offsets of topic 't.orders': transport failure")
+
+    stage.check_data_loss = kafka_away_eight_times  # type: ignore[method-assign]
+    assert stage.run(until_drained=True)["state"] == "drained"
+    assert len(checks) == 9 and len(calls) == 1
+    assert "query_restarts" not in _progress(stage.progress.path)["counters"]

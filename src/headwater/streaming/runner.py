@@ -79,9 +79,26 @@ class RestartLoop:
         bound = self.spec.process.restarts
         budget = RetryBudget(bound.max, bound.within_seconds, self.clock)
         backoff = self.first_backoff
+        kafka_away_since: float | None = None
         while True:
             try:
                 check_data_loss()
+            except TransientError as exc:  # Kafka away before the queries start: wait for it, bounded by time
+                kafka_away_since = self.clock() if kafka_away_since is None else kafka_away_since
+                if self.clock() - kafka_away_since > bound.within_seconds:
+                    raise self.report.failed(RetriesExhausted(
+                        f"process stage stopped: Kafka did not answer for {bound.within}: {exc}"
+                    )) from None  # fmt: skip
+                log.warning("Kafka does not answer; the queries start when it does (next try in %.0fs): %s",
+                            backoff, str(exc)[:300])  # fmt: skip
+                self.report.update(state="retrying", last_error=str(exc)[:300])  # not a query restart: none ran
+                if self.stop_event.wait(backoff):  # asked to stop while waiting
+                    self.report.state("stopped")
+                    return dict(self.report.progress.data)
+                backoff = min(backoff * 2, 60.0)
+                continue
+            kafka_away_since = None
+            try:
                 return attempt()
             except QueryFailed as exc:
                 if is_data_loss(str(exc)):  # never retried: the records will not come back
@@ -89,7 +106,7 @@ class RestartLoop:
                     reason = str(exc).strip().splitlines()[0][:300]
                     raise self.report.failed(DataLossError(f"topic {self.spec.topic.name}: {reason}")) from None
                 fault = classify(str(exc))
-            except TransientError as exc:  # Kafka away while the checkpoints are checked against it
+            except TransientError as exc:  # Kafka away while a query starts
                 fault = classify(exc)
             except PermanentError as exc:  # a stuck query that would not stop
                 raise self.report.failed(exc) from None
