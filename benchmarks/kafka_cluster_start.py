@@ -58,7 +58,9 @@ def main() -> None:
             producer.poll(0)
         producer.flush(60)
         loaded = {name: _rss(pid) for name, (_, pid) in launched.items()}
-        print(f"{'broker':<8} {'ready s':>8} {'RSS idle MiB':>13} {'RSS loaded MiB':>15}  (heap {cfg.kafka_cluster_heap})")
+        print(
+            f"{'broker':<8} {'ready s':>8} {'RSS idle MiB':>13} {'RSS loaded MiB':>15}  (heap {cfg.kafka_cluster_heap})"
+        )
         for b in brokers:
             print(f"{b.name:<8} {ready[b.name]:>8.1f} {idle[b.name]:>13.0f} {loaded[b.name]:>15.0f}")
     finally:
