@@ -111,6 +111,10 @@ _RULES: list[_Rule] = [
           "transient", "region_moving", "HBase: region moving or busy ({match})"),
     _rule(r"MetaException\(message:Could not connect", "transient", "unreachable",
           "Hive metastore not reachable ({match})"),
+    # The client's metadata does not know the partition yet (a topic just created, its news still on the
+    # way to the broker asked); a topic that really is gone says UNKNOWN_TOPIC_OR_PART (permanent, above).
+    _rule(r"_UNKNOWN_PARTITION|Local: Unknown partition", "transient", "metadata_lag",
+          "Kafka: the partition is not in the client's metadata yet ({match})"),
     _rule(r"NotLeaderOrFollower|NOT_LEADER|LEADER_NOT_AVAILABLE|Failed to update metadata|_ALL_BROKERS_DOWN|"
           r"_TRANSPORT|DisconnectException|NetworkException|Broker transport failure", "transient", "unreachable",
           "Kafka not reachable ({match})"),
@@ -203,6 +207,8 @@ def _kafka_error(error: BaseException) -> Fault | None:
     }  # fmt: skip
     if err.retriable() or err.code() in away:
         return Fault("transient", "unreachable", f"Kafka: {text}")
+    if err.code() == KafkaError._UNKNOWN_PARTITION:  # see the metadata_lag rule
+        return Fault("transient", "metadata_lag", f"Kafka: the partition is not in the client's metadata yet: {text}")
     return Fault("permanent", "unknown", f"Kafka: {text}")
 
 

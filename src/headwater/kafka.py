@@ -109,12 +109,42 @@ def ensure_topic(
         factor = CLUSTER_DEFAULT_REPLICATION if replication is None else replication
         futures = client.create_topics([NewTopic(name, partitions, factor, config=config or {})])
         futures[name].result(timeout=30)
+        _wait_for_leaders(client, conn, name)
         return True
     except KafkaException as exc:
         err = exc.args[0] if exc.args else None
         if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
             return False
         raise ServiceUnavailable(f"Kafka at {conn.bootstrap_servers}: cannot create topic '{name}': {exc}") from None
+
+
+#: How long a topic just created may take to show a leader for every partition in the metadata.
+TOPIC_READY_SECONDS = 30.0
+
+
+def _wait_for_leaders(client: Any, conn: KafkaConnection, name: str) -> None:
+    """Return once the metadata shows topic ``name`` with a leader for every partition.
+
+    CreateTopics answers when the controller has the topic; the brokers learn it a moment later, and a
+    client asking one of them meanwhile gets "Unknown partition". Seen on the three-broker stack: the
+    ingest stage read the offsets of the topic it had just created 0.2 s before and failed.
+    """
+    deadline = time.monotonic() + TOPIC_READY_SECONDS
+    while True:
+        meta = client.list_topics(topic=name, timeout=10).topics.get(name)
+        if (
+            meta is not None
+            and meta.error is None
+            and meta.partitions
+            and all(p.leader >= 0 and p.error is None for p in meta.partitions.values())
+        ):
+            return
+        if time.monotonic() >= deadline:
+            raise ServiceUnavailable(
+                f"Kafka at {conn.bootstrap_servers}: topic '{name}' was created but has no leader for every "
+                f"partition after {TOPIC_READY_SECONDS:.0f}s"
+            )
+        time.sleep(0.1)
 
 
 def watermarks(conn: KafkaConnection, topic: str) -> dict[int, tuple[int, int]]:

@@ -111,6 +111,10 @@ def test_kafka_exceptions_by_code() -> None:
     # one broker of three killed: the client destroys its handle while a request is in flight (seen in the cluster tier)
     assert classify(KafkaException(KafkaError(KafkaError._DESTROY_BROKER))).transient
     assert classify(KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))).transient
+    # a topic created a moment ago, not yet in the metadata of the broker asked (seen on three brokers)
+    lag = classify(KafkaException(KafkaError(KafkaError._UNKNOWN_PARTITION,
+                                             "Failed to get watermark offsets: Local: Unknown partition")))  # fmt: skip
+    assert (lag.kind, lag.reason) == ("transient", "metadata_lag")
 
 
 def test_unknown_errors_are_permanent_with_their_first_line() -> None:

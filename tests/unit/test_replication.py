@@ -51,16 +51,24 @@ def test_replication_below_one_is_a_spec_error_naming_the_field(where: str) -> N
 class _FakeAdmin:
     """The two admin calls :func:`kafka.ensure_topic` makes, recorded (a cluster of ``brokers`` brokers)."""
 
-    def __init__(self, brokers: int, topics: tuple[str, ...] = ()) -> None:
+    def __init__(self, brokers: int, topics: tuple[str, ...] = (), leaderless_asks: int = 0) -> None:
         self.brokers = {i: object() for i in range(1, brokers + 1)}
-        self.topics = {t: object() for t in topics}
+        self.topics: dict[str, Any] = {t: object() for t in topics}
         self.created: list[Any] = []
+        self.leaderless_asks = leaderless_asks  # metadata asks after creation that see no leader yet
+        self.asks = 0
 
-    def list_topics(self, timeout: float) -> Any:
-        return SimpleNamespace(brokers=self.brokers, topics=self.topics)
+    def list_topics(self, topic: str | None = None, timeout: float = 0) -> Any:
+        if topic is None:
+            return SimpleNamespace(brokers=self.brokers, topics=self.topics)
+        self.asks += 1
+        leader = -1 if self.asks <= self.leaderless_asks else 1
+        partitions = {i: SimpleNamespace(leader=leader, error=None) for i in range(self.topics[topic].num_partitions)}
+        return SimpleNamespace(topics={topic: SimpleNamespace(error=None, partitions=partitions)})
 
     def create_topics(self, topics: list[Any]) -> dict[str, Any]:
         self.created += topics
+        self.topics.update({t.topic: t for t in topics})
         return {t.topic: SimpleNamespace(result=lambda timeout: None) for t in topics}
 
 
@@ -93,6 +101,21 @@ def test_a_factor_above_the_brokers_names_the_field_and_value(cluster: _FakeAdmi
     assert "leave it out to take the cluster's default.replication.factor" in str(err.value)
     assert cluster.created == []
     assert not isinstance(err.value, ServiceUnavailable)  # a spec error, not retried
+
+
+def test_a_created_topic_is_returned_once_every_partition_has_a_leader(cluster: _FakeAdmin) -> None:
+    cluster.leaderless_asks = 3  # the brokers learn of the topic a moment after CreateTopics answers
+    assert kafka.ensure_topic(CONN, "t", 2) is True
+    assert cluster.asks == 4
+
+
+def test_a_created_topic_without_leaders_is_a_transient_error_naming_it(
+    cluster: _FakeAdmin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster.leaderless_asks = 10**6
+    monkeypatch.setattr(kafka, "TOPIC_READY_SECONDS", 0.3)
+    with pytest.raises(ServiceUnavailable, match="topic 't' was created but has no leader for every partition"):
+        kafka.ensure_topic(CONN, "t", 2)
 
 
 def test_an_existing_topic_is_left_alone_whatever_the_factor(cluster: _FakeAdmin) -> None:
