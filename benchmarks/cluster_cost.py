@@ -31,6 +31,7 @@ import argparse
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -87,6 +88,20 @@ class Run:
     stages: dict[str, StageRun] = field(default_factory=dict)
     expected_rows: int = 0
     hbase_rows: int = -1
+    batches: list[tuple[int, float]] = field(default_factory=list)  # (records, seconds) per micro-batch
+
+    def steady_halves(self) -> tuple[float, float] | None:
+        """Seconds per 1,000 records of the full micro-batches after the first: first half, second half.
+
+        Whether a record costs more as the volume processed grows, with the fixed costs (JVM start,
+        first batch) left out; None with fewer than 4 such batches.
+        """
+        full = [b for b in self.batches[1:] if b[0] >= 0.5 * max(n for n, _ in self.batches)]
+        if len(full) < 4:
+            return None
+        half = len(full) // 2
+        rate = [1000 * sum(t for _, t in part) / sum(n for n, _ in part) for part in (full[:half], full[half:])]
+        return rate[0], rate[1]
 
     @property
     def ok(self) -> bool:
@@ -180,6 +195,8 @@ def one_run(cfg: Any, mode: str, size: int, table: str, expected: int, tmp: Path
             break
     if run.stages.get("process") and run.stages["process"].exit_code == 0:
         run.hbase_rows = hbase_rows(cfg, f"hwcost:{name}")
+        log_text = (tmp / f"{name}.process.log").read_text()
+        run.batches = [(int(m[1]), float(m[2])) for m in re.finditer(r"batch \d+: (\d+) in, .* in ([\d.]+)s", log_text)]
     verdict = "OK" if run.ok else "LOST/EXTRA DATA OR FAILED: no figures for this run"
     print(f"  {mode:7} {size:>9,} check: HBase rows {run.hbase_rows:,} / expected {expected:,}: {verdict}", flush=True)
     if not args.keep_data:
@@ -217,6 +234,13 @@ def print_table(runs: list[Run]) -> None:
             stage = (cur.per_1k("stage") * cur.size - prev.per_1k("stage") * prev.size) / 1000 / n
             total = (cur.per_1k("total") * cur.size - prev.per_1k("total") * prev.size) / 1000 / n
             print(f"  {mode:7} {prev.size:>9,} -> {cur.size:>9,}: stage {stage:.3f}, total {total:.3f}")
+    print("\nsteady micro-batches (after the first; full ones only): seconds per 1,000 records, first half -> "
+          "second half of the run")  # fmt: skip
+    for r in good.values():
+        halves = r.steady_halves()
+        if halves:
+            print(f"  {r.mode:7} {r.size:>9,}: {halves[0]:.3f} -> {halves[1]:.3f} s  (ratio {halves[1] / halves[0]:.2f}; "
+                  f"{len(r.batches)} batches)")  # fmt: skip
     print("\ncluster / local     wall   CPU stage   CPU total")
     for size in sizes:
         c, loc = good.get(("cluster", size)), good.get(("local", size))
