@@ -33,7 +33,12 @@ class HiveSourceConfig(SourceConfig):
     mode: Literal["snapshot", "incremental"] = Field(default="incremental", description="Read once, or keep polling.")
     watermark: str | None = Field(default=None, description="Column that grows with inserts (timestamp or number).")
     partitions: bool = Field(default=False, description="Track newly added partitions of the table.")
-    poll: str = Field(default="5 seconds", description="Pause between two incremental reads.")
+    poll: str = Field(
+        default="2 seconds",
+        description="Pause between two incremental reads. An idle poll asks the metastore for the table and its "
+        "partitions (about 60 ms of CPU measured; with `watermark`, also a max() over the table); a new partition "
+        "waits half of it on average before it is read.",
+    )
     where: str | None = Field(default=None, description="Optional Spark SQL filter applied to every read.")
 
     def fields_named(self) -> dict[str, list[str]]:
