@@ -59,12 +59,23 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.setdefault(key, value)
 
 
+TIERS = ("spark", "integration", "e2e", "cluster", "package")
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     # The cluster tier (tests/cluster: its own cluster-profile stack) runs after the single-node tiers, and the
     # package tier (tests/package: build, install in a fresh venv, its own stack) runs last.
     def tier(item: pytest.Item) -> int:
         return 2 if item.get_closest_marker("package") else 1 if item.get_closest_marker("cluster") else 0
 
+    # Outside tests/unit every test names its tier: `make unit` selects by marker, and an unmarked test there
+    # would need a JVM or the stack.
+    unit = Path(__file__).parent / "unit"
+    unmarked = [item.nodeid for item in items if unit not in Path(str(item.path)).parents
+                and not any(item.get_closest_marker(m) for m in TIERS)]  # fmt: skip
+    if unmarked:
+        raise pytest.UsageError(f"tests outside tests/unit without a tier marker ({', '.join(TIERS)}): "
+                                + ", ".join(unmarked[:10]))  # fmt: skip
     items.sort(key=tier)  # stable: order kept within tiers
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from headwater.streaming import decode as dec
 
+pytestmark = pytest.mark.spark
+
 SCHEMA = (
     "order_id bigint, customer_id string, amount decimal(12,2), quantity int, paid boolean, "
     "updated_at timestamp, items array<struct<sku:string,qty:int>>, attrs map<string,string>"

@@ -16,6 +16,7 @@ def _decoded(spark):  # type: ignore[no-untyped-def]
     return spark.createDataFrame(rows, "_hw_partition int, _hw_offset long, _hw_kafka_ts timestamp, _hw_error string")
 
 
+@pytest.mark.spark
 def test_counts_come_with_the_action_over_the_good_rows(spark) -> None:  # type: ignore[no-untyped-def]
     observed, obs = observe.counted(_decoded(spark))
     assert not observe.complete(obs)
@@ -32,6 +33,7 @@ def test_counts_come_with_the_action_over_the_good_rows(spark) -> None:  # type:
     assert all(lo <= x <= lo + 2000 for x in centres)
 
 
+@pytest.mark.spark
 def test_at_positions_reads_back_only_those_rows(spark) -> None:  # type: ignore[no-untyped-def]
     batch = spark.createDataFrame(
         [(i % 3, i, b"v%d" % i) for i in range(300)], "partition int, offset long, value binary"

@@ -7,7 +7,11 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
 from headwater.streaming.warm import python_workers
+
+pytestmark = pytest.mark.spark
 
 MODULE = "wave"  # a stdlib module nothing in a Spark worker imports by itself
 
