@@ -123,11 +123,13 @@ TOPIC_READY_SECONDS = 30.0
 
 
 def _wait_for_leaders(client: Any, conn: KafkaConnection, name: str) -> None:
-    """Return once the metadata shows topic ``name`` with a leader for every partition.
+    """Return once the metadata shows topic ``name`` with a leader for every partition, and every leader
+    answers for its partition's offsets.
 
     CreateTopics answers when the controller has the topic; the brokers learn it a moment later, and a
-    client asking one of them meanwhile gets "Unknown partition". Seen on the three-broker stack: the
-    ingest stage read the offsets of the topic it had just created 0.2 s before and failed.
+    client asking one of them meanwhile gets "Unknown partition" (from its own metadata) or "Unknown topic
+    or partition" (from the leader). Both were seen on the three-broker stack: the ingest stage read the
+    offsets of the topic it had just created 0.2 s later and failed.
     """
     deadline = time.monotonic() + TOPIC_READY_SECONDS
     while True:
@@ -138,7 +140,11 @@ def _wait_for_leaders(client: Any, conn: KafkaConnection, name: str) -> None:
             and meta.partitions
             and all(p.leader >= 0 and p.error is None for p in meta.partitions.values())
         ):
-            return
+            try:
+                watermarks(conn, name)
+                return
+            except (NotFoundError, TransientError):
+                pass
         if time.monotonic() >= deadline:
             raise ServiceUnavailable(
                 f"Kafka at {conn.bootstrap_servers}: topic '{name}' was created but has no leader for every "
@@ -154,7 +160,7 @@ def watermarks(conn: KafkaConnection, topic: str) -> dict[int, tuple[int, int]]:
         NotFoundError: the topic does not exist.
         TransientError: the broker is away (down, restarting, electing a leader); worth retrying.
     """
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
     consumer = Consumer(client_config(conn, **{"group.id": "headwater-offsets", "enable.auto.commit": False}))
     try:
@@ -166,7 +172,15 @@ def watermarks(conn: KafkaConnection, topic: str) -> dict[int, tuple[int, int]]:
                 raise TransientError(f"Kafka at {conn.bootstrap_servers}: topic '{topic}': {meta.error.str()}")
             out = {}
             for p in meta.partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
+                try:
+                    low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)
+                except KafkaException as exc:
+                    err = exc.args[0] if exc.args else None
+                    if isinstance(err, KafkaError) and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                        # The metadata lists the topic but its leader does not know it yet (just created).
+                        raise TransientError(f"Kafka at {conn.bootstrap_servers}: topic '{topic}' partition {p} "
+                                             "not yet known to its leader") from None  # fmt: skip
+                    raise
                 out[p] = (low, high)
             return out
     finally:

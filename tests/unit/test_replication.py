@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from headwater import kafka
-from headwater.errors import ConfigError, ServiceUnavailable
+from headwater.errors import ConfigError, ServiceUnavailable, TransientError
 from headwater.sinks.kafka import KafkaSinkConfig
 from headwater.spec import load_spec_text
 from headwater.spec.models import DeadLetterSpec, KafkaConnection, TopicSpec
@@ -76,6 +76,7 @@ class _FakeAdmin:
 def cluster(monkeypatch: pytest.MonkeyPatch) -> _FakeAdmin:
     fake = _FakeAdmin(brokers=3)
     monkeypatch.setattr(kafka, "admin", lambda conn: fake)
+    monkeypatch.setattr(kafka, "watermarks", lambda conn, topic: {})  # every leader answers at once
     return fake
 
 
@@ -138,3 +139,19 @@ def test_the_position_store_topic_takes_the_clusters_replication(
 def test_producers_wait_for_all_in_sync_replicas_idempotently() -> None:
     assert kafka.PRODUCER_OPTIONS["kafka.acks"] == "all"
     assert kafka.PRODUCER_OPTIONS["kafka.enable.idempotence"] == "true"
+
+
+def test_a_created_topic_is_returned_once_its_leaders_answer_for_the_offsets(
+    cluster: _FakeAdmin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asks: list[str] = []
+
+    def leaders_not_yet(conn: Any, topic: str) -> dict[int, tuple[int, int]]:
+        asks.append(topic)
+        if len(asks) < 3:  # the leader does not know the topic yet ("Unknown topic or partition")
+            raise TransientError(f"topic '{topic}' partition 0 not yet known to its leader")
+        return {0: (0, 0), 1: (0, 0)}
+
+    monkeypatch.setattr(kafka, "watermarks", leaders_not_yet)
+    assert kafka.ensure_topic(CONN, "t", 2) is True
+    assert asks == ["t", "t", "t"]
