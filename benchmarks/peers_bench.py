@@ -53,6 +53,7 @@ class Phase:
     records: int
     seconds: float
     cpu: float
+    stack_cpu: float = 0.0  # CPU of the services the runner writes through (HBase, its Thrift servers, Kafka)
 
     @property
     def rate(self) -> float:
@@ -61,6 +62,20 @@ class Phase:
     @property
     def cpu_per_1k(self) -> float:
         return 1000 * self.cpu / self.records if self.records else 0.0
+
+    @property
+    def stack_cpu_per_1k(self) -> float:
+        return 1000 * self.stack_cpu / self.records if self.records else 0.0
+
+    @property
+    def busy(self) -> float:
+        """Cores the runner and the stack kept busy on average during the phase."""
+        return (self.cpu + self.stack_cpu) / self.seconds if self.seconds else 0.0
+
+    def ceiling(self, cores: int) -> float:
+        """Records/s at which the runner and the stack, at this phase's CPU per record, would use every core."""
+        per_record = (self.cpu + self.stack_cpu) / self.records if self.records else 0.0
+        return cores / per_record if per_record else 0.0
 
 
 @dataclass
@@ -88,6 +103,26 @@ def tree_cpu(pid: int) -> float:
             t = p.cpu_times()
             total += t.user + t.system + t.children_user + t.children_system
     return total
+
+
+def stack_cpu(pids: list[int]) -> float:
+    """User + system CPU seconds of the stack's service processes (their threads included)."""
+    import psutil
+
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def stack_pids(cfg: Any) -> list[int]:
+    """The pids of the services every runner writes through: HBase, its Thrift servers and Kafka."""
+    from headwater.stack import Stack
+
+    wanted = ("hbase", "hbase-thrift", "hbase-thrift2", "kafka")
+    return [s.pid for s in Stack(cfg).status(probe=False) if s.name in wanted and s.pid]
 
 
 def stop_tree(proc: subprocess.Popen[Any]) -> None:
@@ -224,19 +259,20 @@ def measure(cfg: Any, runner: Runner, topic: str, backlogs: tuple[list[Any], lis
     from pipeline_bench import wait_until_idle
 
     first, second = backlogs
+    services = stack_pids(cfg)
     produce(cfg.kafka_bootstrap, topic, first)
     wait_until_idle(cfg)
-    t0 = time.monotonic()
+    s0, t0 = stack_cpu(services), time.monotonic()
     runner.start()
     assert runner.proc is not None
     try:
         cold = wait_for(runner, len(first), t0, 0.0)
-        cold.records = len(first)
+        cold.records, cold.stack_cpu = len(first), stack_cpu(services) - s0
         wait_until_idle(cfg)
-        cpu1, t1 = tree_cpu(runner.proc.pid), time.monotonic()
+        cpu1, s1, t1 = tree_cpu(runner.proc.pid), stack_cpu(services), time.monotonic()
         produce(cfg.kafka_bootstrap, topic, second)
         warm = wait_for(runner, len(first) + len(second), t1, cpu1)
-        warm.records = len(second)
+        warm.records, warm.stack_cpu = len(second), stack_cpu(services) - s1
     finally:
         stop_tree(runner.proc)
     return cold, warm
@@ -380,6 +416,44 @@ def report(cfg: Any, spec: Any, results: list[Result]) -> None:
               f"{r.warm.cpu_per_1k:>13.2f} | {ratios:>25} | {cpu:>24} | {target}")  # fmt: skip
     print("  (rate ratio: headwater's records/s over the peer's; CPU ratio: the peer's CPU-s per 1k over "
           "headwater's, > 1 = headwater cheaper)")  # fmt: skip
+    cpu_table(results, hw)
+
+
+def cpu_table(results: list[Result], hw: Result | None) -> None:
+    """Where the CPU goes: the runner's and the stack's per record, the cores busy, the machine's ceiling.
+
+    The ceiling is the rate at which the runner and the services it writes through (at the phase's CPU
+    per record) would keep every core busy: no runner on this machine goes faster than its ceiling.
+    For each target, the cores the stack alone needs at the rate the target asks (headwater's stack CPU
+    per record) say whether the machine can reach it at all.
+    """
+    cores = os.cpu_count() or 1
+    print(f"\n  where the CPU goes ({cores} cores; stack = HBase, its Thrift servers and Kafka, CPU read at the "
+          "phase's start and end)")  # fmt: skip
+    print("  runner           | phase | runner CPU-s/1k | stack CPU-s/1k | cores busy | ceiling rec/s | rate / ceiling")
+    for r in results:
+        for label, ph in (("cold", r.cold), ("warm", r.warm)):
+            assert ph is not None
+            ceiling = ph.ceiling(cores)
+            share = f"{ph.rate / ceiling:.2f}" if ceiling else "-"
+            print(f"  {r.name:<16} | {label:<5} | {ph.cpu_per_1k:>15.3f} | {ph.stack_cpu_per_1k:>14.3f} | "
+                  f"{ph.busy:>10.2f} | {ceiling:>13,.0f} | {share:>14}")  # fmt: skip
+    if hw is None or hw.cold is None or hw.warm is None:
+        return
+    for r in results:
+        if r is hw or r.cold is None or r.warm is None:
+            continue
+        asks = []
+        if r.name in TARGETS:
+            asks.append(("cold", TARGETS[r.name] * r.cold.rate, hw.cold))
+        if r.name in WARM_TARGETS:
+            asks.append(("warm", WARM_TARGETS[r.name] * r.warm.rate, hw.warm))
+        for label, rate, own in asks:
+            stack_cores = rate * own.stack_cpu / own.records if own.records else 0.0
+            hw_cores = rate * own.cpu / own.records if own.records else 0.0
+            print(f"  target against {r.name} ({label}): {rate:,.0f} records/s; at headwater's CPU per record the "
+                  f"stack needs {stack_cores:.2f} cores and headwater {hw_cores:.2f} ({stack_cores + hw_cores:.2f} "
+                  f"of {cores})")  # fmt: skip
 
 
 def main() -> None:
