@@ -74,8 +74,8 @@ class Phase:
 
     def ceiling(self, cores: int) -> float:
         """Records/s at which the runner and the stack, at this phase's CPU per record, would use every core."""
-        per_record = (self.cpu + self.stack_cpu) / self.records if self.records else 0.0
-        return cores / per_record if per_record else 0.0
+        per_1k = self.cpu_per_1k + self.stack_cpu_per_1k
+        return 1000 * cores / per_1k if per_1k else 0.0
 
 
 @dataclass
@@ -449,8 +449,7 @@ def cpu_table(results: list[Result], hw: Result | None) -> None:
         if r.name in WARM_TARGETS:
             asks.append(("warm", WARM_TARGETS[r.name] * r.warm.rate, hw.warm))
         for label, rate, own in asks:
-            stack_cores = rate * own.stack_cpu / own.records if own.records else 0.0
-            hw_cores = rate * own.cpu / own.records if own.records else 0.0
+            stack_cores, hw_cores = rate * own.stack_cpu_per_1k / 1000, rate * own.cpu_per_1k / 1000
             print(f"  target against {r.name} ({label}): {rate:,.0f} records/s; at headwater's CPU per record the "
                   f"stack needs {stack_cores:.2f} cores and headwater {hw_cores:.2f} ({stack_cores + hw_cores:.2f} "
                   f"of {cores})")  # fmt: skip

@@ -118,7 +118,7 @@ def ensure_topic(
         raise ServiceUnavailable(f"Kafka at {conn.bootstrap_servers}: cannot create topic '{name}': {exc}") from None
 
 
-#: How long a topic just created may take to show a leader for every partition in the metadata.
+#: How long a topic just created may take until every partition has a leader that answers for its offsets.
 TOPIC_READY_SECONDS = 30.0
 
 
