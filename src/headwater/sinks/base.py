@@ -88,3 +88,13 @@ class Sink(ABC):
     @abstractmethod
     def write(self, df: DataFrame) -> SinkResult:
         """Write one micro-batch. Must be idempotent on replay, or say otherwise in ``guarantee``."""
+
+    def rehearse(self, df: DataFrame) -> None:
+        """Run the code path of :meth:`write` over ``df`` (synthetic records) without touching the target.
+
+        The process stage calls it while idle, so the first real micro-batch finds the JVM's code
+        compiled and the Python workers warm (:mod:`headwater.streaming.warm`). Default: compute every
+        column of ``df`` and discard it (Spark's ``noop`` format). Override to go further down the
+        write path; it must never write, connect to the target, or raise for a target that is away.
+        """
+        df.write.format("noop").mode("overwrite").save()

@@ -104,7 +104,30 @@ class KafkaSink(Sink):
         from pyspark.sql import functions as F
 
         from headwater import kafka
-        from headwater.records import JSON_OPTIONS, complete, key_column
+        from headwater.records import complete
+
+        c = self.config
+        records = self._records(df)
+        kafka.use_v2_writes(df.sparkSession)  # an observation completes with the write only on the V2 path
+        obs = Observation(f"headwater_kafka_sink_{id(records)}")
+        counted = records.observe(obs, F.count(F.lit(1)).alias("rows"))
+        (
+            counted.write.format("kafka").options(**kafka.spark_options(self.connections.kafka))
+            .options(**kafka.PRODUCER_OPTIONS).option("includeHeaders", "true").option("topic", c.topic)
+            .mode("append").save()
+        )  # fmt: skip
+        rows = int(obs.get["rows"]) if complete(obs) else df.count()
+        return SinkResult(rows=rows, written=rows, calls=1)
+
+    def rehearse(self, df: DataFrame) -> None:
+        """Serialize the records as :meth:`write` does (key, JSON value, headers); produce nothing."""
+        self._records(df).write.format("noop").mode("overwrite").save()
+
+    def _records(self, df: DataFrame) -> DataFrame:
+        """``df`` as Kafka records: key, JSON value, and the source position in the ``hw.source`` header."""
+        from pyspark.sql import functions as F
+
+        from headwater.records import JSON_OPTIONS, key_column
 
         c = self.config
         names = df.columns
@@ -116,17 +139,7 @@ class KafkaSink(Sink):
         if c.position_field and has_position:
             fields.append(F.struct(F.col("_hw_topic").alias("topic"), F.col("_hw_partition").alias("partition"),
                                    F.col("_hw_offset").alias("offset")).alias(c.position_field))  # fmt: skip
-        records = df.select(
+        return df.select(
             key_column(c.key).alias("key"), F.to_json(F.struct(*fields), JSON_OPTIONS).alias("value"),
             F.array(F.struct(F.lit("hw.source").alias("key"), position.cast("binary").alias("value"))).alias("headers"),
         )  # fmt: skip
-        kafka.use_v2_writes(df.sparkSession)  # an observation completes with the write only on the V2 path
-        obs = Observation(f"headwater_kafka_sink_{id(records)}")
-        counted = records.observe(obs, F.count(F.lit(1)).alias("rows"))
-        (
-            counted.write.format("kafka").options(**kafka.spark_options(self.connections.kafka))
-            .options(**kafka.PRODUCER_OPTIONS).option("includeHeaders", "true").option("topic", c.topic)
-            .mode("append").save()
-        )  # fmt: skip
-        rows = int(obs.get["rows"]) if complete(obs) else df.count()
-        return SinkResult(rows=rows, written=rows, calls=1)

@@ -307,6 +307,12 @@ class ProcessSpec(_Model):
     checkpoint: str | None = Field(
         default=None, min_length=1, description="Checkpoint location; None: chosen at run time."
     )
+    rehearse: bool = Field(
+        default=True,
+        description="While no record waits when the stage starts, run its micro-batch over synthetic records "
+        "that fit the schema, writing nothing, so the first real batch finds the JVM and the workers warm. "
+        "Only a stateless pipeline without python transforms or fail expectations rehearses.",
+    )
     starting_offsets: Literal["earliest", "latest"] = Field(
         default="earliest", description="Where a new query starts reading the topic."
     )

@@ -49,6 +49,15 @@ class Execution(Protocol):
         """Start the queries (the main one first); ``available_now``: read what is there, then end."""
         ...
 
+    @property
+    def rehearses(self) -> bool:
+        """Whether :meth:`rehearse` may run (see :mod:`headwater.streaming.warm`)."""
+        ...
+
+    def rehearse(self, batch: DataFrame) -> None:
+        """Run a micro-batch's work over ``batch`` (synthetic Kafka rows), writing nothing anywhere."""
+        ...
+
     def tick(self) -> None:
         """Called about once a second while the queries run."""
         ...

@@ -91,6 +91,11 @@ class SinkFanOut:
         finally:
             df.unpersist()
 
+    def rehearse(self, df: DataFrame) -> None:
+        """Run every sink's write path over ``df`` (synthetic records) without writing (:meth:`Sink.rehearse`)."""
+        for s in self.sinks:
+            s.rehearse(_selected(s, df))
+
 
 def _selected(sink: Sink, df: DataFrame) -> DataFrame:
     """The records ``sink`` takes (its ``where``), analysed now so a bad predicate fails here."""

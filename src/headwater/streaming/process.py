@@ -28,7 +28,7 @@ from headwater import kafka
 from headwater.errors import ConfigError, DataLossError, NotFoundError
 from headwater.streaming import decode as dec
 from headwater.streaming import warm
-from headwater.streaming.data_loss import DataLossGuard
+from headwater.streaming.data_loss import DataLossGuard, next_offsets
 from headwater.streaming.deadletters import DeadLetterRouter
 from headwater.streaming.execution import Execution, StageParts
 from headwater.streaming.expectations import validate_expectations
@@ -144,16 +144,32 @@ class ProcessStage:
         out = self.parts.transform(empty)
         self.execution.plan(decoder, empty)
         self.parts.fanout.prepare(out)
-        self.warm_up()
+        self.warm_up(decoder)
 
-    def warm_up(self) -> None:
-        """Start the Python workers the sinks' executor code runs in, with its modules imported (:mod:`warm`)."""
+    def warm_up(self, decoder: dec.RecordDecoder) -> None:
+        """Start the sinks' Python workers, then rehearse a micro-batch while no record waits (:mod:`warm`)."""
         if not self.warm_workers:
             return
         modules = [m for s in self.parts.fanout.sinks for m in s.worker_modules]
         t0 = time.monotonic()
         if warm.try_python_workers(self.spark, modules):
             log.info("Python workers warm in %.2fs", time.monotonic() - t0)
+        if self.spec.process.rehearse and self.execution.rehearses:
+            spec = self.spec
+            done = warm.try_rehearse(
+                lambda: warm.synthetic_batch(self.spark, decoder, spec.topic.name, spec.topic.key,
+                                             warm.REHEARSAL_RECORDS),
+                self.execution.rehearse, self.records_waiting,
+            )  # fmt: skip
+            log.info("%s", done.describe())
+
+    def records_waiting(self) -> int:
+        """Records of the topic the stage has yet to read (from its checkpoint and Kafka's offsets)."""
+        conn, topic = self.spec.connections.kafka, self.spec.topic.name
+        marks = kafka.watermarks(conn, topic)
+        start, end = {p: low for p, (low, _) in marks.items()}, {p: high for p, (_, high) in marks.items()}
+        nexts = next_offsets(self.spark, self.execution.checkpoints()[0], topic)
+        return warm.records_waiting(end, start, nexts, self.spec.process.starting_offsets)
 
     def run(self, until_drained: bool = False, upstream_done: Callable[[], bool] | None = None) -> dict[str, Any]:
         """Run until stopped; with ``until_drained``, until upstream is done and the lag is 0.

@@ -38,6 +38,8 @@ log = logging.getLogger("headwater.process")
 class StatefulExecution:
     """A main query with the stateful transforms on the stream, and a side query for the dead letters."""
 
+    rehearses = False  # its main query is planned once, over the stream, with its state store
+
     def __init__(self, parts: StageParts) -> None:
         self.parts = parts
         base = parts.ctx.checkpoint.rstrip("/")
@@ -105,6 +107,10 @@ class StatefulExecution:
                 .option("checkpointLocation", self.side_checkpoint).queryName(f"headwater_{p.spec.name}_dlq"))  # fmt: skip
         self.main = p.trigger(main, available_now).start()
         return [self.main, p.trigger(side, available_now).start()]
+
+    def rehearse(self, batch: DataFrame) -> None:
+        """Never called (:attr:`rehearses` is False)."""
+        raise NotImplementedError("a stateful pipeline does not rehearse")
 
     def tick(self) -> None:
         """Re-read the static tables planned into the running queries (``enrich``) once they are stale.

@@ -65,6 +65,17 @@ class StatelessExecution:
                   .option("checkpointLocation", p.ctx.checkpoint).queryName(f"headwater_{p.spec.name}"))  # fmt: skip
         return [p.trigger(writer, available_now).start()]
 
+    @property
+    def rehearses(self) -> bool:
+        """Only the one-pass path rehearses: on the decoded-cache path a ``fail`` expectation would fail on
+        synthetic records, and a transform that marks failed rows (``python``) runs user code, which may act
+        outside Spark."""
+        return self.one_pass
+
+    def rehearse(self, batch: DataFrame) -> None:
+        """The one-pass batch over ``batch`` with the sinks rehearsing and no dead letter sent."""
+        self._one_pass_batch(batch, dry=True)
+
     def tick(self) -> None:
         """Nothing to do between batches."""
 
@@ -78,8 +89,11 @@ class StatelessExecution:
         fault_point("process.after_sink")
         self.parts.report.batch(out, batch_id, t0)
 
-    def _one_pass_batch(self, batch: DataFrame) -> BatchOutcome:
-        """Decode, check, transform and write in one job; counts come with it (see :mod:`observe`)."""
+    def _one_pass_batch(self, batch: DataFrame, dry: bool = False) -> BatchOutcome:
+        """Decode, check, transform and write in one job; counts come with it (see :mod:`observe`).
+
+        ``dry``: the sinks rehearse instead of writing and the bad records are not dead-lettered.
+        """
         from headwater.streaming import decode as dec
         from headwater.streaming import observe
         from headwater.streaming.expectations import expectation_aggregates, expectation_counts, flag_expectations
@@ -96,12 +110,17 @@ class StatelessExecution:
             decoded = apply_expectations(flagged, rules, check_fail=False)
         observed, obs = observe.counted(decoded)
         sink_start = time.time()
-        result = p.fanout.write(p.transform(self.decoder.good(observed)))
+        good = p.transform(self.decoder.good(observed))
+        if dry:
+            p.fanout.rehearse(good)
+            result = empty_write(p.fanout.sinks)
+        else:
+            result = p.fanout.write(good)
         written_at = time.time()
         if not observe.complete(obs):  # a sink that ran no action over the records: count them now
             observed.count()
         counts = observe.read(obs)
-        if counts.bad:
+        if counts.bad and not dry:
             rows = observe.bad_records_at(batch, p.spec.connections.kafka, p.spec.topic.name, counts.bad_positions)
             again = self.decoder.decode(rows)
             bad = dec.bad_records(apply_expectations(again, rules, check_fail=False) if rules else again)

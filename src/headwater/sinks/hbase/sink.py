@@ -221,11 +221,7 @@ class HBaseSink(Sink):
 
     def write(self, df: DataFrame) -> SinkResult:
         """Write ``df`` (one micro-batch); return counters and the records the sink rejected."""
-        from headwater.sinks.hbase.writer import RESULT_SCHEMA, make_writer
-
-        desc = self.describe(df.schema)
-        needed = self.columns_used(df.schema)
-        results = df.select(*[f"`{n}`" for n in needed]).mapInArrow(make_writer(desc), RESULT_SCHEMA).collect()
+        results = self._run_writer(df, dry=False)
         out = SinkResult()
         for r in results:
             if r["kind"] == "stats":
@@ -238,3 +234,17 @@ class HBaseSink(Sink):
             else:
                 out.rejected.append(r.asDict())
         return out
+
+    def rehearse(self, df: DataFrame) -> None:
+        """Everything :meth:`write` does (JVM projection, Arrow, row keys, cell encoding) but send no put."""
+        self._run_writer(df, dry=True)
+
+    def _run_writer(self, df: DataFrame, dry: bool) -> list[Any]:
+        """The executor-side writer over ``df``'s columns; its result rows (stats and rejected records)."""
+        from dataclasses import replace
+
+        from headwater.sinks.hbase.writer import RESULT_SCHEMA, make_writer
+
+        desc = replace(self.describe(df.schema), dry=dry)
+        needed = self.columns_used(df.schema)
+        return df.select(*[f"`{n}`" for n in needed]).mapInArrow(make_writer(desc), RESULT_SCHEMA).collect()
