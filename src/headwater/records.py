@@ -6,6 +6,7 @@ their UTC offset, dates are ISO, nested arrays/maps/structs stay nested, nulls a
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -44,3 +45,30 @@ def complete(obs: Observation) -> bool:
     """Whether the observed records went through an action (``Observation.get`` would block otherwise)."""
     jo: Any = obs._jo  # private, but its future is the only non-blocking check
     return jo is not None and bool(jo.future().isCompleted())
+
+
+def counted_records(records: DataFrame, limit: int) -> tuple[DataFrame, Observation]:
+    """``records`` observed by the job that produces them: how many, and how many are over ``limit`` bytes."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    obs = Observation(f"headwater_ingest_{time.monotonic_ns()}")
+    over = F.sum(F.when(record_size() > limit, 1).otherwise(0))
+    return records.observe(obs, F.count(F.lit(1)).alias("rows"), F.coalesce(over, F.lit(0)).alias("too_large")), obs
+
+
+def record_size() -> Column:
+    """Bytes of a record's key and value (columns ``key`` and ``value`` of :func:`to_records`)."""
+    from pyspark.sql import functions as F
+
+    return F.coalesce(F.octet_length(F.col("key")), F.lit(0)) + F.octet_length(F.col("value"))
+
+
+def fits(records: DataFrame, limit: int) -> DataFrame:
+    """The records whose key and value fit in ``limit`` bytes."""
+    return records.where(record_size() <= limit)
+
+
+def too_large_records(records: DataFrame, limit: int) -> DataFrame:
+    """The records whose key and value do not fit in ``limit`` bytes."""
+    return records.where(record_size() > limit)

@@ -41,7 +41,7 @@ def test_every_synthetic_record_decodes_with_every_field_set(spark: Any) -> None
 
 
 def test_fields_from_the_kafka_record_are_filled_from_it(spark: Any) -> None:
-    decoder, decoded = _decoded(spark, 10, [], {"produced_at": "timestamp"})
+    _, decoded = _decoded(spark, 10, [], {"produced_at": "timestamp"})
     rows = decoded.collect()
     assert all(r[dec.ERROR] is None and r["produced_at"] is not None for r in rows)
 

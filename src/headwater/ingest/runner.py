@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 from headwater import kafka
 from headwater.errors import HeadwaterError, PermanentError, RetriesExhausted, TransientError
 from headwater.faults import RetryBudget, classify
+from headwater.ingest import warm
 from headwater.observability.progress import ProgressFile
-from headwater.records import complete, to_records
+from headwater.records import complete, counted_records, fits, record_size, to_records, too_large_records
 from headwater.sources import drift
 from headwater.testing import fault_point
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, Observation, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
     from headwater.context import PipelineContext
@@ -56,6 +57,8 @@ class IngestStage:
         self.stop_event = threading.Event()
         self.clock: Callable[[], float] = time.monotonic  # the retry bound's clock (tests inject one)
         self.first_backoff = 1.0  # seconds before the first retry; doubles up to 60
+        self.warm_up_enabled = ctx.spec.ingest.rehearse
+        self.last_produced: float | None = None  # clock() of the last produce or warm-up (None: neither yet)
 
     @property
     def spark(self) -> SparkSession:
@@ -99,7 +102,7 @@ class IngestStage:
         conn = self.spec.connections.kafka
         before = sum(kafka.end_offsets(conn, self.spec.topic.name).values())
         # The rows are counted by the job that produces them (an observation; no second read).
-        records, obs = _counted(to_records(inc.df, self.spec.topic.key), self.record_limit)
+        records, obs = counted_records(to_records(inc.df, self.spec.topic.key), self.record_limit)
         (
             fits(records, self.record_limit).write.format("kafka").options(**kafka.spark_options(conn))
             .options(**kafka.PRODUCER_OPTIONS).option("topic", self.spec.topic.name).mode("append").save()
@@ -214,12 +217,17 @@ class IngestStage:
                 backoff = min(backoff * 2, 60)
                 continue
             if result is None:
+                if not until_drained and self.warm_up_due():
+                    self.warm_up()
+                    continue  # poll again at once: data may have come during the warm-up
                 self.progress.set(state="idle")
                 self.progress.flush()
                 if until_drained:
                     break
                 self.stop_event.wait(poll)
                 continue
+            if result.produced:  # an empty increment (a snapshot of an empty table) creates no producer
+                self.last_produced = self.clock()
             self.progress.add(polls=1, rows_read=result.rows, records_produced=result.produced,
                               busy_seconds=result.seconds)  # fmt: skip
             self.progress.observe("poll", result.seconds * 1000)
@@ -231,6 +239,21 @@ class IngestStage:
         self.progress.set(state="drained" if until_drained else "stopped")
         self.progress.flush()
         return dict(self.progress.data)
+
+    def warm_up_due(self) -> bool:
+        """Idle, and the producer never used or unused long enough for Spark to evict it (:mod:`warm`)."""
+        if not self.warm_up_enabled:
+            return False
+        return self.last_produced is None or self.clock() - self.last_produced >= warm.PRODUCER_KEEPALIVE_SECONDS
+
+    def warm_up(self) -> None:
+        """Rehearse an increment (sample read, serialization, one tombstone to the state topic) while idle."""
+        if self.last_produced is None:
+            line = warm.rehearse(self.spark, self.ctx, self.record_limit)
+        else:
+            line = warm.keep_producer(self.spark, self.ctx)
+        self.last_produced = self.clock()
+        log.info("%s", line)
 
     def _failed(self, cause: BaseException, error: HeadwaterError) -> HeadwaterError:
         """Record ``error`` as the stage's final state (a headwater error ``cause`` keeps its own type)."""
@@ -261,33 +284,6 @@ def source_commit_ms(position: dict[str, Any]) -> float | None:
         return datetime.fromisoformat(value).timestamp() * 1000
     except ValueError:
         return None
-
-
-def _counted(records: DataFrame, limit: int) -> tuple[DataFrame, Observation]:
-    """``records`` observed by the job that produces them: how many, and how many are over ``limit`` bytes."""
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
-
-    obs = Observation(f"headwater_ingest_{time.monotonic_ns()}")
-    over = F.sum(F.when(record_size() > limit, 1).otherwise(0))
-    return records.observe(obs, F.count(F.lit(1)).alias("rows"), F.coalesce(over, F.lit(0)).alias("too_large")), obs
-
-
-def record_size() -> Column:
-    """Bytes of a record's key and value (columns ``key`` and ``value`` of :func:`to_records`)."""
-    from pyspark.sql import functions as F
-
-    return F.coalesce(F.octet_length(F.col("key")), F.lit(0)) + F.octet_length(F.col("value"))
-
-
-def fits(records: DataFrame, limit: int) -> DataFrame:
-    """The records whose key and value fit in ``limit`` bytes."""
-    return records.where(record_size() <= limit)
-
-
-def too_large_records(records: DataFrame, limit: int) -> DataFrame:
-    """The records whose key and value do not fit in ``limit`` bytes."""
-    return records.where(record_size() > limit)
 
 
 def _short(exc: BaseException) -> str:

@@ -62,5 +62,13 @@ class Source(ABC):
     def read(self, spark: SparkSession, position: dict[str, Any] | None) -> Increment | None:
         """Return the rows after ``position`` (``None``: never read), or ``None`` if nothing is new."""
 
+    def rehearsal_rows(self, spark: SparkSession, rows: int) -> DataFrame | None:
+        """At most ``rows`` rows shaped as :meth:`read` returns them, read without side effects or ``None``.
+
+        The ingest stage reads and serializes them (writing nothing) while idle, so the first increment
+        finds the read path compiled. ``None`` (the default): the source is not rehearsed.
+        """
+        return None
+
     def check(self, spark: SparkSession) -> None:  # noqa: B027 - optional hook
         """Fail with a clear :class:`~headwater.errors.NotFoundError` if the source does not exist."""

@@ -98,6 +98,10 @@ class HiveSource(Source):
         self.refresh(spark)
         return spark.table(self.config.table).schema
 
+    def rehearsal_rows(self, spark: SparkSession, rows: int) -> DataFrame | None:
+        """The first ``rows`` rows of the table (its ``where`` applied): the files, SerDe and columns of an increment."""
+        return self._table(spark).limit(rows)
+
     def _table(self, spark: SparkSession) -> DataFrame:
         df = spark.table(self.config.table)
         return df.where(self.config.where) if self.config.where else df

@@ -285,6 +285,13 @@ class RetryBound(_Model):
 class IngestSpec(_Model):
     """How the ingest stage runs."""
 
+    rehearse: bool = Field(
+        default=True,
+        description="When the stage first finds nothing new, read a sample of the source and serialize it "
+        "(writing nothing), and ready Spark's Kafka producer with one tombstone under a reserved key in the "
+        "state topic, so the first increment is not slowed by a cold JVM; the producer is kept alive while idle.",
+    )
+
     retries: RetryBound = Field(
         default_factory=lambda: RetryBound(max=10),
         description="Retries of a poll that failed with a transient error (Kafka, metastore away); more within "

@@ -115,11 +115,10 @@ def synthetic_batch(spark: SparkSession, decoder: RecordDecoder, topic: str, key
     from headwater.records import to_records
 
     parts = max(1, spark.sparkContext.defaultParallelism)
-    ids = spark.range(0, n, 1, parts)
     i = F.col("id")
     fields = [f for f in decoder.schema.fields if f.name not in decoder.kafka_fields]
-    typed = ids.select(i, *[sample_column(f.dataType, i).alias(f.name) for f in fields])
-    records = to_records(typed.drop("id"), [k for k in key if k in typed.columns])
+    typed = spark.range(0, n, 1, parts).select(*[sample_column(f.dataType, i).alias(f.name) for f in fields])
+    records = to_records(typed, [k for k in key if k in typed.columns])
     return records.select(
         F.col("key").cast("binary").alias("key"), F.col("value").cast("binary").alias("value"),
         F.lit(topic).alias("topic"), (F.spark_partition_id()).alias("partition"),
