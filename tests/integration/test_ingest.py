@@ -127,3 +127,33 @@ def test_a_row_too_large_for_the_topic_goes_to_the_dead_letters(stack, spark, un
         assert len(payload) == MAX_PAYLOAD_BYTES and len(env["value_sha256"]) == 64
         assert hashlib.sha256(payload).hexdigest() != env["value_sha256"]  # the hash is of the whole record
     assert stage.poll_once() is None  # the position moved past the increment
+
+
+def test_an_idle_stage_rehearses_without_producing_to_the_topic(stack, spark, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The idle warm-up reads a sample and readies the producer; the topic and the position are unchanged."""
+    from headwater.ingest.warm import WARM_UP_KEY_PREFIX
+
+    spec = load_spec(write_spec(tmp_path, unique))
+    table = spec.source.table  # type: ignore[attr-defined]
+    create_orders(spark, table, 300)
+    ctx = PipelineContext(spec)
+    stage = IngestStage(ctx, spark=spark)
+    stage.prepare()
+    first = stage.poll_once()
+    assert first is not None and first.produced == 300
+    assert stage.poll_once() is None
+    stage.last_produced = None  # as after a restart on a table already read
+    assert stage.warm_up_due()
+    stage.warm_up()
+    assert stage.progress.data["rehearsal"].startswith("rehearsal: read 300 sample rows, Kafka producer ready")
+    assert not stage.warm_up_due()  # kept alive only after PRODUCER_KEEPALIVE_SECONDS
+    bootstrap = stack.config.kafka_bootstrap
+    assert _ids(bootstrap, spec.topic.name) == Counter(range(300))  # nothing produced to the pipeline's topic
+    state = [
+        m
+        for m in read_topic(bootstrap, spec.state_topic)
+        if m.key() == f"{WARM_UP_KEY_PREFIX}{ctx.position_key}".encode()
+    ]
+    assert state and all(m.value() is None for m in state)  # a tombstone under the reserved key
+    again = IngestStage(PipelineContext(spec), spark=spark)
+    assert again.poll_once() is None  # the position is untouched: nothing is read again

@@ -253,6 +253,7 @@ class IngestStage:
         else:
             line = warm.keep_producer(self.spark, self.ctx)
         self.last_produced = self.clock()
+        self.progress.set(rehearsal=line)
         log.info("%s", line)
 
     def _failed(self, cause: BaseException, error: HeadwaterError) -> HeadwaterError:

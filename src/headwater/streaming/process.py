@@ -116,8 +116,12 @@ class ProcessStage:
                 raise ConfigError(f"schema: cannot parse as Spark SQL types ({ddl}): {exc}") from None
         return self.ctx.source.schema(self.spark)
 
-    def prepare(self) -> None:
-        """Check Kafka and the topic, create the dead-letter topic and the sink table, dry-run the plan."""
+    def prepare(self, rehearse: bool = True) -> None:
+        """Check Kafka and the topic, create the dead-letter topic and the sink table, dry-run the plan, warm up.
+
+        ``rehearse``: also rehearse a micro-batch while no record waits (not for a run until drained, which
+        catches up and stops: there is no first record to be ready for).
+        """
         from pyspark.sql import functions as F
 
         conn = self.spec.connections.kafka
@@ -144,9 +148,9 @@ class ProcessStage:
         out = self.parts.transform(empty)
         self.execution.plan(decoder, empty)
         self.parts.fanout.prepare(out)
-        self.warm_up(decoder)
+        self.warm_up(decoder, rehearse)
 
-    def warm_up(self, decoder: dec.RecordDecoder) -> None:
+    def warm_up(self, decoder: dec.RecordDecoder, rehearse: bool = True) -> None:
         """Start the sinks' Python workers, then rehearse a micro-batch while no record waits (:mod:`warm`)."""
         if not self.warm_workers:
             return
@@ -154,7 +158,7 @@ class ProcessStage:
         t0 = time.monotonic()
         if warm.try_python_workers(self.spark, modules):
             log.info("Python workers warm in %.2fs", time.monotonic() - t0)
-        if self.spec.process.rehearse and self.execution.rehearses:
+        if rehearse and self.spec.process.rehearse and self.execution.rehearses:
             spec = self.spec
             done = warm.try_rehearse(
                 lambda: warm.synthetic_batch(self.spark, decoder, spec.topic.name, spec.topic.key,
@@ -162,6 +166,8 @@ class ProcessStage:
                 self.execution.rehearse, self.records_waiting,
             )  # fmt: skip
             log.info("%s", done.describe())
+            with self.report.lock:
+                self.progress.set(rehearsal=done.as_dict())
 
     def records_waiting(self) -> int:
         """Records of the topic the stage has yet to read (from its checkpoint and Kafka's offsets)."""
@@ -181,7 +187,7 @@ class ProcessStage:
         way the progress file says ``failed`` with the reason.
         """
         self.report.state("preparing")
-        self.prepare()
+        self.prepare(rehearse=not until_drained)
         restarts = RestartLoop(self.spec, self.report, self.stop_event, self.clock, self.first_backoff)
         return restarts.run(lambda: self._run_queries(until_drained, upstream_done), self.check_data_loss)
 

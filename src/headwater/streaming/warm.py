@@ -61,7 +61,7 @@ def try_python_workers(spark: SparkSession, modules: list[str]) -> bool:
 
 # --- rehearsal: a micro-batch's code path over synthetic records ----------------------------------
 
-REHEARSAL_RECORDS = 20_000  # per round; enough for the JIT to compile the per-record paths
+REHEARSAL_RECORDS = 10_000  # per round; enough for the JIT to compile the per-record paths
 REHEARSAL_ROUNDS = 3
 
 
@@ -145,6 +145,10 @@ class Rehearsal:
 
     rounds: list[float]
     skipped: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the progress file: ``rounds_s`` (seconds per round) and ``skipped`` (why not, or empty)."""
+        return {"rounds_s": [round(s, 2) for s in self.rounds], "skipped": self.skipped}
 
     def describe(self) -> str:
         """One line for the stage's log."""
