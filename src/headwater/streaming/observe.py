@@ -16,6 +16,7 @@ still no decode of the good records).
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from headwater.records import complete as complete  # re-exported: the stage ask
 from headwater.streaming.decode import ERROR
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, Observation
+    from pyspark.sql import Column, DataFrame, Observation
 
     from headwater.spec.models import KafkaConnection
 
@@ -50,9 +51,16 @@ def counted(decoded: DataFrame, reasons: bool = True) -> tuple[DataFrame, Observ
     ``reasons``: also collect the reason code of each bad record (off only to measure its cost).
     """
     from pyspark.sql import Observation
-    from pyspark.sql import functions as F
 
     obs = Observation(f"headwater_batch_{uuid.uuid4().hex}")
+    return decoded.observe(obs, *_metrics(reasons, decoded.sparkSession.sparkContext.applicationId)), obs
+
+
+@functools.lru_cache(maxsize=4)
+def _metrics(reasons: bool, app_id: str) -> tuple[Column, ...]:
+    """The observation's metrics, built once per SparkContext (``app_id``): they are JVM objects."""
+    from pyspark.sql import functions as F
+
     bad = F.col(ERROR).isNotNull()
     ts_ms = F.col("_hw_kafka_ts").cast("double") * 1000
     metrics = [
@@ -63,7 +71,7 @@ def counted(decoded: DataFrame, reasons: bool = True) -> tuple[DataFrame, Observ
     ]
     if reasons:
         metrics.append(F.collect_list(F.when(bad, F.col(ERROR))).alias("reasons"))
-    return decoded.observe(obs, *metrics), obs
+    return tuple(metrics)
 
 
 def fenced(df: DataFrame) -> DataFrame:
