@@ -88,6 +88,7 @@ class ProcessStage:
         self.clock: Callable[[], float] = time.monotonic  # the restart bound's clock (tests inject one)
         self.first_backoff = 2.0  # seconds before the first query restart; doubles up to 60
         self.warm_workers = True  # start the sinks' Python workers in prepare() (see streaming.warm)
+        self.rehearse_when_idle = True  # then rehearse a micro-batch while no record waits (process.rehearse)
 
     @property
     def spark(self) -> SparkSession:
@@ -116,12 +117,8 @@ class ProcessStage:
                 raise ConfigError(f"schema: cannot parse as Spark SQL types ({ddl}): {exc}") from None
         return self.ctx.source.schema(self.spark)
 
-    def prepare(self, rehearse: bool = True) -> None:
-        """Check Kafka and the topic, create the dead-letter topic and the sink table, dry-run the plan, warm up.
-
-        ``rehearse``: also rehearse a micro-batch while no record waits (not for a run until drained, which
-        catches up and stops: there is no first record to be ready for).
-        """
+    def prepare(self) -> None:
+        """Check Kafka and the topic, create the dead-letter topic and the sink table, dry-run the plan, warm up."""
         from pyspark.sql import functions as F
 
         conn = self.spec.connections.kafka
@@ -148,9 +145,9 @@ class ProcessStage:
         out = self.parts.transform(empty)
         self.execution.plan(decoder, empty)
         self.parts.fanout.prepare(out)
-        self.warm_up(decoder, rehearse)
+        self.warm_up(decoder)
 
-    def warm_up(self, decoder: dec.RecordDecoder, rehearse: bool = True) -> None:
+    def warm_up(self, decoder: dec.RecordDecoder) -> None:
         """Start the sinks' Python workers, then rehearse a micro-batch while no record waits (:mod:`warm`)."""
         if not self.warm_workers:
             return
@@ -158,7 +155,7 @@ class ProcessStage:
         t0 = time.monotonic()
         if warm.try_python_workers(self.spark, modules):
             log.info("Python workers warm in %.2fs", time.monotonic() - t0)
-        if rehearse and self.spec.process.rehearse and self.execution.rehearses:
+        if self.rehearse_when_idle and self.spec.process.rehearse and self.execution.rehearses:
             spec = self.spec
             done = warm.try_rehearse(
                 lambda: warm.synthetic_batch(self.spark, decoder, spec.topic.name, spec.topic.key,
@@ -187,7 +184,9 @@ class ProcessStage:
         way the progress file says ``failed`` with the reason.
         """
         self.report.state("preparing")
-        self.prepare(rehearse=not until_drained)
+        # A run until drained catches up and stops: there is no first record to be ready for.
+        self.rehearse_when_idle = not until_drained
+        self.prepare()
         restarts = RestartLoop(self.spec, self.report, self.stop_event, self.clock, self.first_backoff)
         return restarts.run(lambda: self._run_queries(until_drained, upstream_done), self.check_data_loss)
 
