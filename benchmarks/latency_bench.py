@@ -406,7 +406,9 @@ def main() -> None:
     ap.add_argument("--backlog", type=int, help="records of the maximum-rate backlog (default 300,000; quick 150,000)")
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.5, 0.9])
     ap.add_argument("--sample", type=int, default=50, help="poll 1 row in this many")
-    ap.add_argument("--trigger", default="1 second", help="process.trigger of both pipelines")
+    ap.add_argument(
+        "--trigger", default="500 milliseconds", help="process.trigger of both pipelines (the spec default)"
+    )
     ap.add_argument("--hive-rows", type=int, default=5000)
     ap.add_argument("--partitions", type=int, help="Hive partitions inserted (default 5; quick 3)")
     ap.add_argument("--hive-poll", default=None, help="source.poll of the Hive pipeline (default: the spec default)")

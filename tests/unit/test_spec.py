@@ -133,8 +133,8 @@ def test_good_spec_resolves_plugin_configs_and_defaults() -> None:
     assert spec.state_topic == "_headwater_state"
     process = spec.process
     assert (process.trigger, process.trigger_ms, process.max_offsets_per_trigger) == (
-        "1 second",
-        1000,
+        "500 milliseconds",
+        500,
         200000,
     )
     assert (process.checkpoint, process.starting_offsets) == (None, "earliest")

@@ -304,7 +304,7 @@ class ProcessSpec(_Model):
     """How the streaming (process) stage runs."""
 
     trigger: str = Field(
-        default="1 second",
+        default="500 milliseconds",
         description="Micro-batch interval '<number> <unit>', unit ms, s, sec, second(s), min, minute(s); "
         "normalized to Spark's form ('500 milliseconds', '1 second').",
     )
