@@ -6,6 +6,8 @@ as one clear message (no traceback) and exit with a meaningful code.
 
 from __future__ import annotations
 
+import contextlib
+
 
 class HeadwaterError(Exception):
     """Root of every headwater error. ``exit_code`` is what the CLI exits with."""
@@ -78,3 +80,24 @@ class RetriesExhausted(HeadwaterError):
     """Transient errors went on longer than the stage's retry bound; the message ends with the last cause."""
 
     exit_code = 8
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """One line for a log or the progress file: the message's first line (at most ``limit`` characters),
+    or the exception's type name when it has no message. For a JVM error raised through py4j, its root
+    cause's line, as ``An error occurred while calling o127.save`` says nothing.
+
+    Example:
+        >>> first_line(ValueError("bad value\\n  at line 3"))
+        'bad value'
+    """
+    cause = getattr(exc, "java_exception", None)
+    if cause is not None:
+        with contextlib.suppress(Exception):  # py4j gone with the JVM: fall back to the Python text
+            while cause.getCause() is not None:
+                cause = cause.getCause()
+            text = str(cause.toString()).strip()
+            if text:
+                return text.splitlines()[0][:limit]
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

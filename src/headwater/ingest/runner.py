@@ -7,7 +7,6 @@ the store is unchanged. The position never advances past data that is not acknow
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import threading
@@ -18,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from headwater import kafka
-from headwater.errors import HeadwaterError, PermanentError, RetriesExhausted, TransientError
+from headwater.errors import HeadwaterError, PermanentError, RetriesExhausted, TransientError, first_line
 from headwater.faults import RetryBudget, classify
 from headwater.ingest import warm
 from headwater.observability.progress import ProgressFile
@@ -206,7 +205,7 @@ class IngestStage:
                 raise  # its own message and exit code; the progress file already says failed
             except Exception as exc:  # TransientError, or Spark/Py4J errors: the classifier decides
                 fault = classify(exc)  # on the whole text: a JVM error's chain of causes included
-                why = str(exc) if isinstance(exc, HeadwaterError) else _short(exc)  # the root cause's line
+                why = str(exc) if isinstance(exc, HeadwaterError) else first_line(exc)  # the root cause's line
                 if not fault.transient:
                     raise self._failed(exc, PermanentError(f"ingest stage stopped ({fault.reason}): {why}")) from None
                 if not budget.take():
@@ -285,15 +284,3 @@ def source_commit_ms(position: dict[str, Any]) -> float | None:
         return datetime.fromisoformat(value).timestamp() * 1000
     except ValueError:
         return None
-
-
-def _short(exc: BaseException) -> str:
-    """One line for the log and the progress file: for a JVM error its root cause, as
-    ``An error occurred while calling o127.save`` says nothing."""
-    cause = getattr(exc, "java_exception", None)
-    if cause is not None:
-        with contextlib.suppress(Exception):  # py4j gone with the JVM: fall back to the Python text
-            while cause.getCause() is not None:
-                cause = cause.getCause()
-            return str(cause.toString()).strip().splitlines()[0][:300]
-    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__

@@ -23,6 +23,7 @@ import time
 from typing import TYPE_CHECKING
 
 from headwater import kafka
+from headwater.errors import first_line
 from headwater.records import counted_records, fits, to_records
 
 if TYPE_CHECKING:
@@ -68,13 +69,13 @@ def rehearse(spark: SparkSession, ctx: PipelineContext, limit: int) -> str:
         rows = rehearse_read(spark, ctx, limit)
         done.append(f"read {rows:,} sample rows" if rows is not None else "the source has no sample")
     except Exception as exc:  # the first increment meets the same trouble and reports it properly
-        done.append(f"sample read failed: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}")
+        done.append(f"sample read failed: {first_line(exc, 200)}")
     t1 = time.monotonic()
     try:
         warm_producer(spark, ctx)
         done.append("Kafka producer ready")
     except Exception as exc:
-        done.append(f"producer warm-up failed: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}")
+        done.append(f"producer warm-up failed: {first_line(exc, 200)}")
     return f"rehearsal: {', '.join(done)} ({t1 - t0:.2f}s + {time.monotonic() - t1:.2f}s)"
 
 
@@ -84,5 +85,5 @@ def keep_producer(spark: SparkSession, ctx: PipelineContext) -> str:
     try:
         warm_producer(spark, ctx)
     except Exception as exc:
-        return f"producer keep-alive failed: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+        return f"producer keep-alive failed: {first_line(exc, 200)}"
     return f"producer keep-alive ({time.monotonic() - t0:.2f}s)"

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from headwater.errors import first_line
 from headwater.observability.progress import LatencyHistogram, ProgressFile
 from headwater.streaming.expectations import progress_counters
 
@@ -124,7 +125,7 @@ class StageReport:
 
     def failed(self, exc: Exception) -> Exception:
         """Record ``exc`` as the stage's final state; returns it to raise."""
-        self.state("failed", last_error=str(exc).strip().splitlines()[0][:500])
+        self.state("failed", last_error=first_line(exc, 500))
         return exc
 
     def retrying(self, error: str) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from headwater import kafka
-from headwater.errors import DataLossError, PermanentError, RetriesExhausted, TransientError
+from headwater.errors import DataLossError, PermanentError, RetriesExhausted, TransientError, first_line
 from headwater.faults import RetryBudget, classify
 from headwater.streaming import data_loss
 from headwater.timeutil import parse_duration
@@ -103,7 +103,7 @@ class RestartLoop:
             except QueryFailed as exc:
                 if is_data_loss(str(exc)):  # never retried: the records will not come back
                     check_data_loss()
-                    reason = str(exc).strip().splitlines()[0][:300]
+                    reason = first_line(exc)
                     raise self.report.failed(DataLossError(f"topic {self.spec.topic.name}: {reason}")) from None
                 fault = classify(str(exc))
             except TransientError as exc:  # Kafka away while a query starts

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from headwater.errors import first_line
+
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import DataType
@@ -55,7 +57,7 @@ def try_python_workers(spark: SparkSession, modules: list[str]) -> bool:
         python_workers(spark, modules)
         return True
     except Exception as exc:  # the batch that follows meets the same trouble and reports it properly
-        log.warning("warm-up of the Python workers failed (the next batch starts them): %s", str(exc)[:300])
+        log.warning("warm-up of the Python workers failed (the next batch starts them): %s", first_line(exc))
         return False
 
 
@@ -181,5 +183,5 @@ def try_rehearse(batch: Callable[[], DataFrame], run: Callable[[DataFrame], None
     try:
         return rehearse(batch, run, waiting, rounds)
     except Exception as exc:
-        log.warning("rehearsal of a micro-batch failed (the first batch warms the stage): %s", str(exc)[:300])
-        return Rehearsal([], f"failed: {str(exc)[:120]}")
+        log.warning("rehearsal of a micro-batch failed (the first batch warms the stage): %s", first_line(exc))
+        return Rehearsal([], f"failed: {first_line(exc, 120)}")

@@ -1,10 +1,10 @@
-"""The ingest stage's retry message names the JVM's root cause, not the py4j call that failed."""
+"""An error's one line for logs and the progress file names the JVM's root cause, not the py4j call that failed."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from headwater.ingest.runner import _short
+from headwater.errors import first_line
 
 
 class _JavaError:
@@ -29,9 +29,9 @@ class _Py4JError(Exception):
 def test_root_cause_of_a_jvm_error() -> None:
     root = _JavaError("org.apache.kafka.common.errors.TimeoutException: Expiring 12 record(s) for t-0:60001 ms\n\tat x")
     exc = _Py4JError(_JavaError("org.apache.spark.SparkException: Job aborted", _JavaError("task failed", root)))
-    assert _short(exc) == "org.apache.kafka.common.errors.TimeoutException: Expiring 12 record(s) for t-0:60001 ms"
+    assert first_line(exc) == "org.apache.kafka.common.errors.TimeoutException: Expiring 12 record(s) for t-0:60001 ms"
 
 
 def test_python_errors_keep_their_first_line() -> None:
-    assert _short(ValueError("bad value\nmore")) == "bad value"
-    assert _short(RuntimeError()) == "RuntimeError"
+    assert first_line(ValueError("bad value\nmore")) == "bad value"
+    assert first_line(RuntimeError()) == "RuntimeError"
