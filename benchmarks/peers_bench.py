@@ -54,6 +54,7 @@ class Phase:
     seconds: float
     cpu: float
     stack_cpu: float = 0.0  # CPU of the services the runner writes through (HBase, its Thrift servers, Kafka)
+    by_process: dict[str, float] = field(default_factory=dict)  # the two above split: runner JVM/Python, each service
 
     @property
     def rate(self) -> float:
@@ -71,6 +72,15 @@ class Phase:
     def busy(self) -> float:
         """Cores the runner and the stack kept busy on average during the phase."""
         return (self.cpu + self.stack_cpu) / self.seconds if self.seconds else 0.0
+
+    def add_stack(self, by_service: dict[str, float]) -> None:
+        """Record the stack's CPU during the phase, by service."""
+        self.stack_cpu = sum(by_service.values())
+        self.by_process.update(by_service)
+
+    def per_1k(self, part: str) -> float:
+        """CPU-s per 1,000 records of one part of :attr:`by_process`."""
+        return 1000 * self.by_process.get(part, 0.0) / self.records if self.records else 0.0
 
     def ceiling(self, cores: int) -> float:
         """Records/s at which the runner and the stack, at this phase's CPU per record, would use every core."""
@@ -90,39 +100,52 @@ class Result:
 
 def tree_cpu(pid: int) -> float:
     """User + system CPU seconds of a process and all its descendants (reaped children included)."""
+    return sum(tree_cpu_by_kind(pid).values())
+
+
+def tree_cpu_by_kind(pid: int) -> dict[str, float]:
+    """:func:`tree_cpu` split by the kind of process: ``JVM``, ``Python`` or ``other`` (children a process
+    reaped count as its own kind: the Python workers a pyspark daemon forked count as Python)."""
     import psutil
 
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
+        return {}
+    out: dict[str, float] = {}
     for p in procs:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             t = p.cpu_times()
-            total += t.user + t.system + t.children_user + t.children_system
-    return total
+            name = p.name()
+            kind = "JVM" if name == "java" else "Python" if name.startswith("python") else "other"
+            out[kind] = out.get(kind, 0.0) + t.user + t.system + t.children_user + t.children_system
+    return out
 
 
-def stack_cpu(pids: list[int]) -> float:
-    """User + system CPU seconds of the stack's service processes (their threads included)."""
+def stack_cpu(pids: dict[str, int]) -> dict[str, float]:
+    """User + system CPU seconds of each of the stack's service processes (their threads included)."""
     import psutil
 
-    total = 0.0
-    for pid in pids:
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             t = psutil.Process(pid).cpu_times()
-            total += t.user + t.system
-    return total
+            out[name] = t.user + t.system
+    return out
 
 
-def stack_pids(cfg: Any) -> list[int]:
-    """The pids of the services every runner writes through: HBase, its Thrift servers and Kafka."""
+def stack_pids(cfg: Any) -> dict[str, int]:
+    """The pids of the services every runner writes through, by name: HBase (master, region server and
+    ZooKeeper in one JVM), its Thrift servers and Kafka."""
     from headwater.stack import Stack
 
     wanted = ("hbase", "hbase-thrift", "hbase-thrift2", "kafka")
-    return [s.pid for s in Stack(cfg).status(probe=False) if s.name in wanted and s.pid]
+    return {s.name: s.pid for s in Stack(cfg).status(probe=False) if s.name in wanted and s.pid}
+
+
+def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0.0) for k, v in after.items()}
 
 
 def stop_tree(proc: subprocess.Popen[Any]) -> None:
@@ -237,21 +260,28 @@ class HeadwaterRunner(Runner):
             return 0
 
 
-def wait_for(runner: Runner, target: int, since: float, cpu0: float) -> Phase:
-    """Poll until ``runner`` has handled ``target`` records; the phase since ``since``."""
+def wait_for(runner: Runner, target: int, since: float, cpu0: dict[str, float]) -> Phase:
+    """Poll until ``runner`` has handled ``target`` records; the phase since ``since`` (``cpu0``: the runner's
+    CPU by kind of process at ``since``)."""
     assert runner.proc is not None
-    cpu = cpu0
+    cpu = dict(cpu0)
+
+    def read() -> None:  # a process that ended takes its CPU along: keep the highest reading of each kind
+        for kind, value in tree_cpu_by_kind(runner.proc.pid).items():  # type: ignore[union-attr]
+            cpu[kind] = max(cpu.get(kind, 0.0), value)
+
     while runner.done() < target:
         if runner.proc.poll() is not None:
             raise RuntimeError(f"{runner.name} exited ({runner.proc.returncode}) at {runner.done():,} of "
                                f"{target:,} records; log: {runner.log}")  # fmt: skip
         if time.monotonic() - since > TIMEOUT:
             raise RuntimeError(f"{runner.name}: {runner.done():,} of {target:,} records after {TIMEOUT:.0f}s")
-        cpu = max(cpu, tree_cpu(runner.proc.pid))
+        read()
         time.sleep(0.1)
     end = time.monotonic()
-    cpu = max(cpu, tree_cpu(runner.proc.pid))
-    return Phase(0, end - since, cpu - cpu0)
+    read()
+    used = _delta(cpu, cpu0)
+    return Phase(0, end - since, sum(used.values()), by_process=used)
 
 
 def measure(cfg: Any, runner: Runner, topic: str, backlogs: tuple[list[Any], list[Any]]) -> tuple[Phase, Phase]:
@@ -266,13 +296,15 @@ def measure(cfg: Any, runner: Runner, topic: str, backlogs: tuple[list[Any], lis
     runner.start()
     assert runner.proc is not None
     try:
-        cold = wait_for(runner, len(first), t0, 0.0)
-        cold.records, cold.stack_cpu = len(first), stack_cpu(services) - s0
+        cold = wait_for(runner, len(first), t0, {})
+        cold.records = len(first)
+        cold.add_stack(_delta(stack_cpu(services), s0))
         wait_until_idle(cfg)
-        cpu1, s1, t1 = tree_cpu(runner.proc.pid), stack_cpu(services), time.monotonic()
+        cpu1, s1, t1 = tree_cpu_by_kind(runner.proc.pid), stack_cpu(services), time.monotonic()
         produce(cfg.kafka_bootstrap, topic, second)
         warm = wait_for(runner, len(first) + len(second), t1, cpu1)
-        warm.records, warm.stack_cpu = len(second), stack_cpu(services) - s1
+        warm.records = len(second)
+        warm.add_stack(_delta(stack_cpu(services), s1))
     finally:
         stop_tree(runner.proc)
     return cold, warm
@@ -438,6 +470,16 @@ def cpu_table(results: list[Result], hw: Result | None) -> None:
             share = f"{ph.rate / ceiling:.2f}" if ceiling else "-"
             print(f"  {r.name:<16} | {label:<5} | {ph.cpu_per_1k:>15.3f} | {ph.stack_cpu_per_1k:>14.3f} | "
                   f"{ph.busy:>10.2f} | {ceiling:>13,.0f} | {share:>14}")  # fmt: skip
+    parts = ("JVM", "Python", "hbase", "hbase-thrift2", "hbase-thrift", "kafka")
+    print("\n  the same CPU by process (CPU-s per 1,000 records; runner: its JVMs / its Python processes; stack: each "
+          "service; hbase = master + region server + ZooKeeper)")  # fmt: skip
+    print("  runner           | phase | runner JVM | runner Python | hbase | thrift2 | thrift1 | kafka")
+    for r in results:
+        for label, ph in (("cold", r.cold), ("warm", r.warm)):
+            assert ph is not None
+            jvm, py, hb, t2, t1, kf = (ph.per_1k(k) for k in parts)
+            print(f"  {r.name:<16} | {label:<5} | {jvm:>10.3f} | {py:>13.3f} | {hb:>5.3f} | {t2:>7.3f} | {t1:>7.3f} | "
+                  f"{kf:>5.3f}")  # fmt: skip
     if hw is None or hw.cold is None or hw.warm is None:
         return
     for r in results:
