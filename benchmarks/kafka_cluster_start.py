@@ -49,7 +49,7 @@ def main() -> None:
         from confluent_kafka import Producer
 
         from headwater import kafka
-        from headwater.spec.models import KafkaConnection
+        from headwater.spec.connections import KafkaConnection
 
         kafka.ensure_topic(KafkaConnection(bootstrap_servers=cfg.kafka_bootstrap), "bench", 2)
         producer = Producer({"bootstrap.servers": cfg.kafka_bootstrap, "enable.idempotence": True, "acks": "all"})

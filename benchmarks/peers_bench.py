@@ -360,7 +360,7 @@ def run(cfg: Any, source: str, rows: int, spec_template: str, only: list[str] | 
     from headwater.kafka import ensure_topic
     from headwater.sinks.hbase.admin import connect, plan
     from headwater.spec import load_spec
-    from headwater.spec.models import KafkaConnection
+    from headwater.spec.connections import KafkaConnection
     from headwater.stack.jars import spark_kafka_jars
 
     backlogs = read_backlogs(cfg.kafka_bootstrap, source, rows)

@@ -78,7 +78,7 @@ def cpu_seconds(pid: int) -> float:
 def producer_perf(cfg: Any, topic: str, records: int, size: int) -> float:
     """Kafka's own ProducerPerformance, same acks/idempotence as the ingest stage; records/s."""
     from headwater import kafka
-    from headwater.spec.models import KafkaConnection
+    from headwater.spec.connections import KafkaConnection
 
     kafka.ensure_topic(KafkaConnection(bootstrap_servers=cfg.kafka_bootstrap), topic, 2)
     cmd = [

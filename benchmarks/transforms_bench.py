@@ -105,7 +105,7 @@ def streaming(spark, cfg, df, built, rows: int, batch: int) -> None:  # type: ig
     from pyspark.sql import functions as F
 
     from headwater import kafka
-    from headwater.spec.models import KafkaConnection
+    from headwater.spec.connections import KafkaConnection
     from headwater.streaming import decode as dec
     from headwater.streaming import observe
 

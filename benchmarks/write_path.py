@@ -37,7 +37,7 @@ def sink_writer(cfg: Any, table: Any, batch_rows: int) -> float:
     from headwater.sinks.hbase import HBaseSink, HBaseSinkConfig
     from headwater.sinks.hbase.admin import connect, ensure_table
     from headwater.sinks.hbase.writer import make_writer
-    from headwater.spec.models import Connections, HBaseConnection
+    from headwater.spec.connections import Connections, HBaseConnection
 
     sc = HBaseSinkConfig(
         type="hbase", table="bench:sink_path", row_key="{customer_id}|{order_id:long}", version="updated_at",

@@ -12,7 +12,7 @@ from headwater.errors import ConfigError, NotFoundError, ServiceUnavailable, Tra
 from headwater.faults import classify
 
 if TYPE_CHECKING:
-    from headwater.spec.models import KafkaConnection
+    from headwater.spec.connections import KafkaConnection
 
 
 # Producer settings for Spark's Kafka sink: idempotent, all replicas, bounded waits so a broker

@@ -26,7 +26,7 @@ def train(archive: Path) -> None:
     from headwater.demo import create_orders
     from headwater.kafka import PRODUCER_OPTIONS, use_v2_writes
     from headwater.records import to_records
-    from headwater.spec.models import KafkaConnection
+    from headwater.spec.connections import KafkaConnection
     from headwater.stack.cds import QUIET
     from headwater.stack.config import StackConfig
     from headwater.stack.jars import spark_kafka_jars

@@ -32,7 +32,7 @@ from headwater.sinks.hbase.admin import connect, ensure_table
 from headwater.sinks.hbase.rowkey import salt_bucket, salt_prefix
 from headwater.sinks.hbase.writer import make_writer
 from headwater.spec import PipelineSpec, load_spec_text
-from headwater.spec.models import Connections, HBaseConnection
+from headwater.spec.connections import Connections, HBaseConnection
 
 pytestmark = pytest.mark.integration
 

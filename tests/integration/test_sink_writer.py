@@ -14,7 +14,7 @@ from headwater.sinks.hbase import HBaseSink, HBaseSinkConfig
 from headwater.sinks.hbase import writer as hbase_writer
 from headwater.sinks.hbase.admin import connect, ensure_table
 from headwater.sinks.hbase.writer import make_writer
-from headwater.spec.models import Connections, HBaseConnection
+from headwater.spec.connections import Connections, HBaseConnection
 from kit import hbase_cells
 
 pytestmark = pytest.mark.integration

@@ -50,7 +50,7 @@ def test_bad_records_read_back_by_offset_or_by_join(spark, stack) -> None:  # ty
     from confluent_kafka import Producer
 
     from headwater import kafka
-    from headwater.spec.models import KafkaConnection
+    from headwater.spec.connections import KafkaConnection
 
     conn = KafkaConnection(bootstrap_servers=stack.config.kafka_bootstrap)
     topic = f"readback_{uuid.uuid4().hex[:8]}"

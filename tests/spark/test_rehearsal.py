@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from headwater.sinks.hbase.sink import HBaseSink, HBaseSinkConfig
-from headwater.spec.models import HBaseConnection
+from headwater.spec.connections import HBaseConnection
 from headwater.streaming import decode as dec
 from headwater.streaming.warm import synthetic_batch
 

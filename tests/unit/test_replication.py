@@ -11,7 +11,8 @@ from headwater import kafka
 from headwater.errors import ConfigError, ServiceUnavailable, TransientError
 from headwater.sinks.kafka import KafkaSinkConfig
 from headwater.spec import load_spec_text
-from headwater.spec.models import DeadLetterSpec, KafkaConnection, TopicSpec
+from headwater.spec.connections import KafkaConnection
+from headwater.spec.models import DeadLetterSpec, TopicSpec
 
 SPEC = """
 name: rf

@@ -18,7 +18,7 @@ from headwater.observability.progress import ProgressFile, read_progress
 from headwater.observability.summary import progress_line, render, summarize
 from headwater.redact import is_secret_name
 from headwater.spec import SpecError, load_spec_text
-from headwater.spec.models import KafkaConnection
+from headwater.spec.connections import KafkaConnection
 
 ORDERS = Path(__file__).resolve().parents[2] / "examples" / "orders.yaml"
 PASSWORD = "pw-Kx81-unlikely"

@@ -31,7 +31,7 @@ from headwater.serving.reader import _prefix_end
 from headwater.sinks.hbase import HBaseSinkConfig
 from headwater.sinks.hbase.rowkey import RowKeyTemplate
 from headwater.spec import load_spec
-from headwater.spec.models import HBaseConnection
+from headwater.spec.connections import HBaseConnection
 
 ORDERS = Path(__file__).resolve().parents[2] / "examples" / "orders.yaml"
 ROW_KEY = "{salt(customer_id, 4)}|{customer_id}|{reverse_ts(ts)}|{order_id:long}"

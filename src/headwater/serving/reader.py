@@ -41,7 +41,8 @@ from headwater.sinks.hbase.rowkey import RowKeyError, RowKeyTemplate
 if TYPE_CHECKING:
     from headwater.sinks.hbase import HBaseSinkConfig
     from headwater.sinks.hbase.thrift2 import Thrift2Client
-    from headwater.spec.models import HBaseConnection, PipelineSpec
+    from headwater.spec.connections import HBaseConnection
+    from headwater.spec.models import PipelineSpec
 
 log = logging.getLogger("headwater.serving")
 

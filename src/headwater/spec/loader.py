@@ -22,7 +22,8 @@ from pydantic import BaseModel, Tag, ValidationError
 
 from headwater import redact
 from headwater.errors import ConfigError
-from headwater.spec.models import HoldsSecrets, PipelineSpec
+from headwater.spec.connections import HoldsSecrets
+from headwater.spec.models import PipelineSpec
 from headwater.spec.schema import INVALID_TAG, spec_model_for
 
 PathTuple = tuple[str | int, ...]

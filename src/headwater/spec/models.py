@@ -13,27 +13,23 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
-    PlainSerializer,
-    PlainValidator,
-    SecretStr,
     SerializeAsAny,
     ValidationInfo,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from headwater import redact
 from headwater.errors import ConfigError
-from headwater.redact import Secret
 from headwater.spec.configs import SinkConfig, SourceConfig, TransformConfig
+from headwater.spec.connections import (
+    ConfValue,
+    Connections,
+    SpecModel,
+)
 from headwater.spec.expectations import Expectations
-from headwater.stack.config import StackConfig
 
 _TOPIC_RE = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 _NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,62}")
@@ -47,59 +43,6 @@ _TRIGGER_UNITS: dict[str, tuple[str, int]] = {
 }
 
 
-def _conf_value(value: Any) -> Any:
-    """Let YAML numbers and booleans stand for client/Spark property strings (``retention.ms: 1000``)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return value
-
-
-ConfValue = Annotated[str, BeforeValidator(_conf_value)]
-
-
-class HoldsSecrets:
-    """Marks a field of options whose secret-named entries (:func:`headwater.redact.is_secret_name`)
-    are kept as :class:`~headwater.redact.Secret`; the spec loader never shows such a field's value."""
-
-
-def _hide_secrets(options: dict[str, str | Secret]) -> dict[str, str | Secret]:
-    """Secret-named options as :class:`~headwater.redact.Secret`, their values registered for redaction."""
-    out: dict[str, str | Secret] = {}
-    for name, value in options.items():
-        if not isinstance(value, Secret) and redact.is_secret_name(name):
-            value = Secret(value)
-        if isinstance(value, Secret):
-            redact.register([value.get_secret_value()])
-        out[name] = value
-    return out
-
-
-def _dump_option(value: str | Secret) -> str:
-    return redact.MASK if isinstance(value, SecretStr) else value
-
-
-def _option_value(value: Any) -> str | Secret:
-    """A property value: text (YAML numbers and booleans as property strings) or an already wrapped secret."""
-    value = _conf_value(value)
-    if isinstance(value, SecretStr):
-        return value if isinstance(value, Secret) else Secret(value.get_secret_value())
-    if not isinstance(value, str):
-        raise PydanticCustomError("string_type", "Input should be a valid string")
-    return value
-
-
-OptionValue = Annotated[
-    str | Secret,
-    PlainValidator(_option_value),
-    PlainSerializer(_dump_option, when_used="json"),
-    WithJsonSchema({"type": "string"}),
-]
-#: Client or Spark properties; entries named like secrets are held as ``Secret`` (shown as ``***``).
-SecretOptions = Annotated[dict[str, OptionValue], AfterValidator(_hide_secrets), HoldsSecrets()]
-
-
 def _topic_name(value: str) -> str:
     if not _TOPIC_RE.fullmatch(value) or value in {".", ".."}:
         raise PydanticCustomError(
@@ -111,110 +54,6 @@ def _topic_name(value: str) -> str:
 TopicName = Annotated[str, AfterValidator(_topic_name)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class KafkaConnection(_Model):
-    """How to reach Kafka."""
-
-    bootstrap_servers: str = Field(description="Comma-separated host:port list of Kafka brokers.")
-    options: SecretOptions = Field(
-        default_factory=dict,
-        description="Extra client properties (security.protocol, sasl.*, ...), given to confluent-kafka "
-        "as is and to Spark as kafka.<key>. Values of secret-named properties (sasl.password, "
-        "ssl.key.password, sasl.jaas.config, ...; see headwater.redact) are shown as ***.",
-    )
-
-    def client_config(self) -> dict[str, str]:
-        """Properties for a confluent-kafka client: ``bootstrap.servers`` plus :attr:`options`, secrets
-        revealed. Only for configuring a client: never print or log the result."""
-        return {"bootstrap.servers": self.bootstrap_servers, **redact.reveal(self.options)}
-
-    def spark_options(self) -> dict[str, str]:
-        """Options for Spark's Kafka source/sink: every client property prefixed with ``kafka.`` (secrets
-        revealed, as :meth:`client_config`)."""
-        return {f"kafka.{key}": value for key, value in self.client_config().items()}
-
-
-class HBaseConnection(_Model):
-    """How to reach the HBase Thrift server."""
-
-    host: str = Field(description="Host of the HBase Thrift2 server (per-cell timestamps, pre-split tables).")
-    port: int = Field(default=9091, ge=1, le=65535, description="Port of the HBase Thrift2 server.")
-    timeout_ms: int = Field(default=60000, ge=1, description="Socket timeout in milliseconds.")
-    transport: Literal["buffered", "framed"] = Field(
-        default="buffered", description="Thrift transport; must match the server's setting."
-    )
-    protocol: Literal["binary", "compact"] = Field(
-        default="binary", description="Thrift protocol; must match the server's setting."
-    )
-
-
-class HiveConnection(_Model):
-    """How to reach the Hive metastore."""
-
-    metastore_uri: str = Field(description="Thrift URI of the Hive metastore, e.g. thrift://host:9083.")
-    warehouse_dir: str | None = Field(
-        default=None, description="Warehouse folder (spark.sql.warehouse.dir); None: the cluster's default."
-    )
-
-
-class SparkSettings(_Model):
-    """How to run Spark."""
-
-    master: str = Field(
-        default_factory=lambda: _default_master(),
-        description="Spark master URL; default local[2], or the stack's Spark master in the cluster profile.",
-    )
-    conf: SecretOptions = Field(
-        default_factory=dict,
-        description="Extra Spark configuration; values of secret-named keys (spark.hadoop.fs.s3a.secret.key, "
-        "...) are shown as ***.",
-    )
-    checkpoint_root: str | None = Field(
-        default=None,
-        min_length=1,
-        description="Hadoop filesystem URL under which each pipeline keeps its process-stage checkpoint, as "
-        "<checkpoint_root>/<pipeline name> (e.g. hdfs://namenode:8020/headwater/checkpoints); any scheme Spark's "
-        "Hadoop client reads (hdfs, s3a, abfs, file). None: a local folder under the stack home. "
-        "process.checkpoint, when set, wins.",
-    )
-
-    def spark_conf(self) -> dict[str, str]:
-        """:attr:`conf` with secrets revealed: only for building the Spark session."""
-        return redact.reveal(self.conf)
-
-
-def _default_master() -> str:
-    """``local[2]``; in the cluster profile (``headwater stack up --profile cluster``) the stack's Spark master."""
-    stack = StackConfig.from_env()
-    return stack.spark_master_url if stack.profile == "cluster" else "local[2]"
-
-
-def _default_kafka() -> KafkaConnection:
-    return KafkaConnection(bootstrap_servers=StackConfig.from_env().kafka_bootstrap)
-
-
-def _default_hbase() -> HBaseConnection:
-    stack = StackConfig.from_env()
-    return HBaseConnection(host=stack.host, port=stack.thrift2_port)
-
-
-def _default_hive() -> HiveConnection:
-    stack = StackConfig.from_env()
-    return HiveConnection(metastore_uri=stack.metastore_uri, warehouse_dir=f"file://{stack.warehouse_dir}")
-
-
-class Connections(_Model):
-    """Where the services are. Each part left out points at the local stack (``headwater stack``)."""
-
-    kafka: KafkaConnection = Field(default_factory=_default_kafka, description="Kafka brokers.")
-    hbase: HBaseConnection = Field(default_factory=_default_hbase, description="HBase Thrift server.")
-    hive: HiveConnection = Field(default_factory=_default_hive, description="Hive metastore.")
-    spark: SparkSettings = Field(default_factory=SparkSettings, description="Spark master and conf.")
-
-
 #: A topic's replication factor: a number, or None (left out) for the cluster's ``default.replication.factor``.
 Replication = Annotated[int, Field(ge=1)] | None
 REPLICATION_HELP = (
@@ -223,7 +62,7 @@ REPLICATION_HELP = (
 )
 
 
-class TopicSpec(_Model):
+class TopicSpec(SpecModel):
     """The Kafka topic between ingest and process."""
 
     name: TopicName = Field(description="Topic name (1-249 of a-z A-Z 0-9 . _ -).")
@@ -243,7 +82,7 @@ class TopicSpec(_Model):
         return value
 
 
-class DeadLetterSpec(_Model):
+class DeadLetterSpec(SpecModel):
     """The topic receiving records that cannot be processed."""
 
     topic: TopicName = Field(description="Dead-letter topic name.")
@@ -266,7 +105,7 @@ def _duration(value: Any) -> Any:
     return value
 
 
-class RetryBound(_Model):
+class RetryBound(SpecModel):
     """How many retries (restarts) of transient failures a stage makes before it fails with the last cause."""
 
     max: int = Field(default=5, ge=0, description="Retries allowed within the window; 0: fail at the first error.")
@@ -282,7 +121,7 @@ class RetryBound(_Model):
         return parse_duration(self.within)
 
 
-class IngestSpec(_Model):
+class IngestSpec(SpecModel):
     """How the ingest stage runs."""
 
     rehearse: bool = Field(
@@ -300,7 +139,7 @@ class IngestSpec(_Model):
     )
 
 
-class ProcessSpec(_Model):
+class ProcessSpec(SpecModel):
     """How the streaming (process) stage runs."""
 
     trigger: str = Field(
@@ -377,7 +216,7 @@ def _check_schema(value: dict[str, str] | None) -> dict[str, str] | None:
     return {name: ddl.strip() for name, ddl in value.items()}
 
 
-class MetricsSpec(_Model):
+class MetricsSpec(SpecModel):
     """The Prometheus endpoint of each stage (``/metrics``)."""
 
     enabled: bool = Field(default=True, description="Serve the metrics; false: no endpoint.")
@@ -392,7 +231,7 @@ class MetricsSpec(_Model):
         return self.ingest_port if stage == "ingest" else self.process_port
 
 
-class PipelineSpec(_Model):
+class PipelineSpec(SpecModel):
     """One pipeline: Hive (or another source) -> Kafka topic -> Spark streaming -> HBase (or another sink).
 
     Load it with :func:`headwater.spec.load_spec`, which validates ``source``, ``transforms`` and

@@ -25,7 +25,7 @@ from headwater import kafka
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-    from headwater.spec.models import KafkaConnection
+    from headwater.spec.connections import KafkaConnection
 
 ENVELOPE_VERSION = 1
 MAX_PAYLOAD_BYTES = 256 * 1024  # of the original value kept in an envelope; base64 makes it ~342 KiB

@@ -28,7 +28,7 @@ from headwater.streaming.decode import ERROR
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, Observation
 
-    from headwater.spec.models import KafkaConnection
+    from headwater.spec.connections import KafkaConnection
 
 HISTOGRAM_BINS = 64
 DIRECT_FETCH_MAX = 500  # bad records per batch read back by offset with a plain consumer

@@ -30,7 +30,8 @@ from headwater.errors import NotFoundError, TransientError
 from headwater.testing import fault_point
 
 if TYPE_CHECKING:
-    from headwater.spec.models import KafkaConnection, PipelineSpec
+    from headwater.spec.connections import KafkaConnection
+    from headwater.spec.models import PipelineSpec
 
 REPLAY_HEADER = "hw.replay_of"
 _COMMIT_EVERY = 1000

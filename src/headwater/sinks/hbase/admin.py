@@ -17,7 +17,7 @@ from headwater.sinks.hbase.rowkey import RowKeyTemplate
 if TYPE_CHECKING:
     from headwater.sinks.hbase import HBaseSinkConfig
     from headwater.sinks.hbase.thrift2 import Thrift2Client
-    from headwater.spec.models import HBaseConnection
+    from headwater.spec.connections import HBaseConnection
 
 log = logging.getLogger("headwater.sinks.hbase")
 
