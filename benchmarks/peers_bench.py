@@ -7,7 +7,11 @@ workers included):
 - spark competent / spark naive: ``peers/spark_job.py`` (foreachBatch + mapInArrow with batched
   puts / a put per row);
 - quix: ``peers/quix_app.py`` (Quix Streams, batching sink), in its own virtualenv ``.venv-quix``;
-- plain loop: ``peers/plain_loop.py`` (confluent-kafka + json + batched puts).
+- plain loop: ``peers/plain_loop.py`` (confluent-kafka + json + batched puts);
+- spark floor read / spark floor parse: ``peers/spark_job.py`` writing nothing (it reads every record,
+  and parses it, in the JVM): no Spark job on the machine can be cheaper. Their CPU per record plus the
+  HBase process's (the least any writer measured) bounds the rate any Spark-based stage can reach here,
+  printed beside each target.
 
 Each runner gets its own topic and its own identical table. Backlog 1 (the first half of the records)
 is in its topic before it starts: **cold** = from the launch of the process to the last record
@@ -44,6 +48,8 @@ TARGETS = {"spark competent": 1.5, "quix": 1.2, "plain loop": 1.2}  # cold; the 
 WARM_TARGETS = {"plain loop": 1.5}
 SAMPLE = 300
 TIMEOUT = 1800.0
+FLOORS = ("spark floor read", "spark floor parse")  # write nothing: no table to check
+WRITERS = ("headwater", "spark competent", "quix", "plain loop")  # batch their puts: the least HBase CPU per record
 
 
 @dataclass
@@ -55,6 +61,7 @@ class Phase:
     cpu: float
     stack_cpu: float = 0.0  # CPU of the services the runner writes through (HBase, its Thrift servers, Kafka)
     by_process: dict[str, float] = field(default_factory=dict)  # the two above split: runner JVM/Python, each service
+    first: float | None = None  # seconds from the phase's start to the first records handled
 
     @property
     def rate(self) -> float:
@@ -265,6 +272,7 @@ def wait_for(runner: Runner, target: int, since: float, cpu0: dict[str, float]) 
     CPU by kind of process at ``since``)."""
     assert runner.proc is not None
     cpu = dict(cpu0)
+    base, first = runner.done(), None
 
     def read() -> None:  # a process that ended takes its CPU along: keep the highest reading of each kind
         for kind, value in tree_cpu_by_kind(runner.proc.pid).items():  # type: ignore[union-attr]
@@ -277,11 +285,13 @@ def wait_for(runner: Runner, target: int, since: float, cpu0: dict[str, float]) 
         if time.monotonic() - since > TIMEOUT:
             raise RuntimeError(f"{runner.name}: {runner.done():,} of {target:,} records after {TIMEOUT:.0f}s")
         read()
+        if first is None and runner.done() > base:
+            first = time.monotonic() - since
         time.sleep(0.1)
     end = time.monotonic()
     read()
     used = _delta(cpu, cpu0)
-    return Phase(0, end - since, sum(used.values()), by_process=used)
+    return Phase(0, end - since, sum(used.values()), by_process=used, first=end - since if first is None else first)
 
 
 def measure(cfg: Any, runner: Runner, topic: str, backlogs: tuple[list[Any], list[Any]]) -> tuple[Phase, Phase]:
@@ -361,6 +371,7 @@ def run(cfg: Any, source: str, rows: int, spec_template: str, only: list[str] | 
     from headwater.sinks.hbase.admin import connect, plan
     from headwater.spec import load_spec
     from headwater.spec.connections import KafkaConnection
+    from headwater.stack import cds
     from headwater.stack.jars import spark_kafka_jars
 
     backlogs = read_backlogs(cfg.kafka_bootstrap, source, rows)
@@ -376,7 +387,7 @@ def run(cfg: Any, source: str, rows: int, spec_template: str, only: list[str] | 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(PEERS), os.environ.get("PYTHONPATH")) if p)}
     jars = ",".join(str(j) for j in spark_kafka_jars(cfg))
     peer_args = ["--bootstrap", cfg.kafka_bootstrap, "--host", cfg.host, "--port", str(cfg.thrift2_port)]
-    names = only or ["headwater", "spark competent", "spark naive", "quix", "plain loop"]
+    names = only or ["headwater", "spark competent", "spark naive", "quix", "plain loop", *FLOORS]
     print(f"\npeers: two backlogs of {len(backlogs[0]):,} and {len(backlogs[1]):,} records from {source}, "
           f"each runner its own topic (2 partitions) and table; logs in {tmp}")  # fmt: skip
     results = []
@@ -396,8 +407,9 @@ def run(cfg: Any, source: str, rows: int, spec_template: str, only: list[str] | 
             runner = HeadwaterRunner(name, [sys.executable, "-m", "headwater.cli", "run", str(spec_path), "--stage",
                                             "process"], dict(os.environ), log, progress)  # fmt: skip
         elif name.startswith("spark"):
-            runner = Runner(name, [sys.executable, str(PEERS / "spark_job.py"), "--mode", name.split()[1],
-                                   "--jars", jars, *peer_args, "--topic", topic, "--table", table], env, log)  # fmt: skip
+            floor = [f"--java-options={cds.java_options(cfg)}"] if name in FLOORS else []
+            runner = Runner(name, [sys.executable, str(PEERS / "spark_job.py"), "--mode", "-".join(name.split()[1:]),
+                                   "--jars", jars, *floor, *peer_args, "--topic", topic, "--table", table], env, log)  # fmt: skip
         elif name == "quix":
             if not QUIX_PYTHON.exists():
                 print(f"  quix: SKIPPED, no {QUIX_PYTHON} (make bench builds it from benchmarks/peers/quix.lock)")
@@ -426,10 +438,12 @@ def report(cfg: Any, spec: Any, results: list[Result]) -> None:
     hw = next((r for r in results if r.name == "headwater"), None)
     print("\nchecks (each peer's table against headwater's):")
     for r in results:
-        if hw is not None and r is not hw:
+        if r.name in FLOORS:
+            print(f"  {r.name}: writes nothing (a floor)")
+        elif hw is not None and r is not hw:
             r.check = compare(tables["headwater"], tables[r.name])
             print(f"  {r.name}: {r.check}")
-    print("\n  runner           | cold rec/s | cold CPU-s/1k | warm rec/s | warm CPU-s/1k | hw rate ratio cold / warm "
+    print("\n  runner            | cold rec/s | cold CPU-s/1k | warm rec/s | warm CPU-s/1k | hw rate ratio cold / warm "
           "| hw CPU ratio cold / warm | target")  # fmt: skip
     for r in results:
         assert r.cold and r.warm
@@ -444,7 +458,7 @@ def report(cfg: Any, spec: Any, results: list[Result]) -> None:
             if r.name in WARM_TARGETS:
                 goals.append(f"warm >= {WARM_TARGETS[r.name]}x {'MET' if rw >= WARM_TARGETS[r.name] else 'MISSED'}")
             target = ", ".join(goals)
-        print(f"  {r.name:<16} | {r.cold.rate:>10,.0f} | {r.cold.cpu_per_1k:>13.2f} | {r.warm.rate:>10,.0f} | "
+        print(f"  {r.name:<17} | {r.cold.rate:>10,.0f} | {r.cold.cpu_per_1k:>13.2f} | {r.warm.rate:>10,.0f} | "
               f"{r.warm.cpu_per_1k:>13.2f} | {ratios:>25} | {cpu:>24} | {target}")  # fmt: skip
     print("  (rate ratio: headwater's records/s over the peer's; CPU ratio: the peer's CPU-s per 1k over "
           "headwater's, > 1 = headwater cheaper)")  # fmt: skip
@@ -462,23 +476,24 @@ def cpu_table(results: list[Result], hw: Result | None) -> None:
     cores = os.cpu_count() or 1
     print(f"\n  where the CPU goes ({cores} cores; stack = HBase, its Thrift servers and Kafka, CPU read at the "
           "phase's start and end)")  # fmt: skip
-    print("  runner           | phase | runner CPU-s/1k | stack CPU-s/1k | cores busy | ceiling rec/s | rate / ceiling")
+    print("  runner            | phase | first records s | runner CPU-s/1k | stack CPU-s/1k | cores busy | ceiling rec/s "
+          "| rate / ceiling")  # fmt: skip
     for r in results:
         for label, ph in (("cold", r.cold), ("warm", r.warm)):
             assert ph is not None
             ceiling = ph.ceiling(cores)
             share = f"{ph.rate / ceiling:.2f}" if ceiling else "-"
-            print(f"  {r.name:<16} | {label:<5} | {ph.cpu_per_1k:>15.3f} | {ph.stack_cpu_per_1k:>14.3f} | "
-                  f"{ph.busy:>10.2f} | {ceiling:>13,.0f} | {share:>14}")  # fmt: skip
+            print(f"  {r.name:<17} | {label:<5} | {ph.first or 0:>15.1f} | {ph.cpu_per_1k:>15.3f} | "
+                  f"{ph.stack_cpu_per_1k:>14.3f} | {ph.busy:>10.2f} | {ceiling:>13,.0f} | {share:>14}")  # fmt: skip
     parts = ("JVM", "Python", "hbase", "hbase-thrift2", "hbase-thrift", "kafka")
     print("\n  the same CPU by process (CPU-s per 1,000 records; runner: its JVMs / its Python processes; stack: each "
           "service; hbase = master + region server + ZooKeeper)")  # fmt: skip
-    print("  runner           | phase | runner JVM | runner Python | hbase | thrift2 | thrift1 | kafka")
+    print("  runner            | phase | runner JVM | runner Python | hbase | thrift2 | thrift1 | kafka")
     for r in results:
         for label, ph in (("cold", r.cold), ("warm", r.warm)):
             assert ph is not None
             jvm, py, hb, t2, t1, kf = (ph.per_1k(k) for k in parts)
-            print(f"  {r.name:<16} | {label:<5} | {jvm:>10.3f} | {py:>13.3f} | {hb:>5.3f} | {t2:>7.3f} | {t1:>7.3f} | "
+            print(f"  {r.name:<17} | {label:<5} | {jvm:>10.3f} | {py:>13.3f} | {hb:>5.3f} | {t2:>7.3f} | {t1:>7.3f} | "
                   f"{kf:>5.3f}")  # fmt: skip
     if hw is None or hw.cold is None or hw.warm is None:
         return
@@ -495,6 +510,48 @@ def cpu_table(results: list[Result], hw: Result | None) -> None:
             print(f"  target against {r.name} ({label}): {rate:,.0f} records/s; at headwater's CPU per record the "
                   f"stack needs {stack_cores:.2f} cores and headwater {hw_cores:.2f} ({stack_cores + hw_cores:.2f} "
                   f"of {cores})")  # fmt: skip
+    floor_bounds(results, cores)
+
+
+def floor_bounds(results: list[Result], cores: int) -> None:
+    """What the floors allow any Spark-based stage on this machine, beside each target.
+
+    A stage that writes to HBase does at least a floor's work, and HBase and Kafka do at least the least
+    work any batching writer caused them in the same phase (``stack``). CPU over cores bounds the rate:
+    ``cores / (floor CPU + stack CPU)`` per record, as if both cores were busy from the launch on. Cold,
+    the floor's own measured rate (it writes nothing) bounds it too; the lower of the two counts.
+    """
+    by = {r.name: r for r in results}
+    floors = [by[n] for n in FLOORS if n in by]
+    writers = [by[n] for n in WRITERS if n in by]
+    if not floors or not writers:
+        return
+    stack = {label: min(getattr(w, label).per_1k("hbase") + getattr(w, label).per_1k("kafka") for w in writers)
+             for label in ("cold", "warm")}  # fmt: skip
+    bound: dict[tuple[str, str], float] = {}
+    print(f"\n  what the floors allow a Spark-based stage here (stack = HBase + Kafka, at least {stack['cold']:.3f} "
+          f"CPU-s/1k cold and {stack['warm']:.3f} warm)")  # fmt: skip
+    print("  floor             | cold rec/s | cold CPU-s/1k | cold bound rec/s | warm CPU-s/1k | warm bound rec/s")
+    for f in floors:
+        cold, warm = f.cold, f.warm
+        assert cold and warm
+        bound[f.name, "cold"] = min(cold.rate, 1000 * cores / (cold.cpu_per_1k + stack["cold"]))
+        bound[f.name, "warm"] = 1000 * cores / (warm.cpu_per_1k + stack["warm"])
+        print(f"  {f.name:<17} | {cold.rate:>10,.0f} | {cold.cpu_per_1k:>13.3f} | {bound[f.name, 'cold']:>16,.0f} | "
+              f"{warm.cpu_per_1k:>13.3f} | {bound[f.name, 'warm']:>16,.0f}")  # fmt: skip
+    for r in results:
+        if r.name not in TARGETS or r.cold is None or r.warm is None:
+            continue
+        # warm: the plain loop's own warm target; the others' cold ratio, asked of the warm phase too
+        asks = [
+            ("cold", TARGETS[r.name], r.cold.rate),
+            ("warm", WARM_TARGETS.get(r.name, TARGETS[r.name]), r.warm.rate),
+        ]
+        for label, ratio, peer in asks:
+            best = max(bound[f.name, label] for f in floors)
+            verdict = "out of reach of any Spark job here" if best < ratio * peer else "within the floors' bound"
+            print(f"  {ratio}x {r.name} ({label}): {ratio * peer:,.0f} records/s; the floors allow at most "
+                  f"{best:,.0f} ({best / peer:.2f}x): {verdict}")  # fmt: skip
 
 
 def main() -> None:

@@ -6,6 +6,12 @@
 1,000 puts. ``--mode naive``: the same parse, then ``foreachPartition`` over Rows with one ``put``
 call per row.
 
+Two floors write nothing; they bound what any Spark job can do on the machine. ``--mode floor-read``
+reads every record from Kafka and hashes its key and value; ``--mode floor-parse`` also parses the JSON
+and formats the cells in SQL, as the competent job does, and hashes every cell. Each micro-batch is one
+aggregate (row count, sum of the hashes) collected to the driver, all in the JVM. peers_bench starts
+the floors with headwater's driver options (its class-data archive), so they start no slower than it.
+
 Runnable alone (the Kafka connector jars as a comma-separated list):
     python benchmarks/peers/spark_job.py --mode competent --jars A.jar,B.jar --bootstrap HOST:PORT \
         --topic T --port THRIFT2_PORT --table ns:t
@@ -90,9 +96,10 @@ def main() -> None:
     from pyspark.sql import SparkSession
 
     pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--mode", choices=["competent", "naive"], required=True)
+    pre.add_argument("--mode", choices=["competent", "naive", "floor-read", "floor-parse"], required=True)
     pre.add_argument("--jars", required=True)
     pre.add_argument("--max-offsets", type=int, default=100_000)
+    pre.add_argument("--java-options", default="", help="the driver JVM's extra options (the floors: headwater's)")
     own, rest = pre.parse_known_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the Python workers: this interpreter and its packages
     here = str(Path(common.__file__).parent)  # and this folder, for `common` (its IDL path is relative to it)
@@ -105,6 +112,7 @@ def main() -> None:
         .config("spark.sql.shuffle.partitions", "2").config("spark.ui.enabled", "false")
         .config("spark.sql.session.timeZone", "UTC").config("spark.sql.jsonGenerator.ignoreNullFields", "false")
         .config("spark.driver.bindAddress", "127.0.0.1").config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.extraJavaOptions", own.java_options)
         .getOrCreate()
     )  # fmt: skip
     spark.sparkContext.setLogLevel("WARN")
@@ -114,7 +122,14 @@ def main() -> None:
     )  # fmt: skip
     rows = raw.selectExpr(f"from_json(CAST(value AS STRING), '{SCHEMA}') AS r").selectExpr(*CELLS)
     totals = [0, 0]
-    if own.mode == "competent":
+    if own.mode.startswith("floor"):
+        if own.mode == "floor-read":
+            rows = raw.select("key", "value")
+
+        def each(df: Any, _batch_id: int) -> None:
+            totals[0] += df.selectExpr("count(*)", "sum(hash(*))").collect()[0][0]
+            common.progress(*totals)
+    elif own.mode == "competent":
         write = competent_writer(a.host, a.port, a.table)
 
         def each(df: Any, _batch_id: int) -> None:
