@@ -10,8 +10,8 @@ workers included):
 - plain loop: ``peers/plain_loop.py`` (confluent-kafka + json + batched puts);
 - spark floor read / spark floor parse: ``peers/spark_job.py`` writing nothing (it reads every record,
   and parses it, in the JVM): no Spark job on the machine can be cheaper. Their CPU per record plus the
-  HBase process's (the least any writer measured) bounds the rate any Spark-based stage can reach here,
-  printed beside each target.
+  HBase process's (the least any writer measured) bounds the rate any Spark-based stage that puts its
+  rows through the region server can reach here, printed beside each target.
 
 Each runner gets its own topic and its own identical table. Backlog 1 (the first half of the records)
 is in its topic before it starts: **cold** = from the launch of the process to the last record
@@ -516,7 +516,7 @@ def cpu_table(results: list[Result], hw: Result | None) -> None:
 def floor_bounds(results: list[Result], cores: int) -> None:
     """What the floors allow any Spark-based stage on this machine, beside each target.
 
-    A stage that writes to HBase does at least a floor's work, and HBase and Kafka do at least the least
+    A stage that puts its rows into HBase does at least a floor's work, and HBase and Kafka do at least the least
     work any batching writer caused them in the same phase (``stack``). CPU over cores bounds the rate:
     ``cores / (floor CPU + stack CPU)`` per record, as if both cores were busy from the launch on. Cold,
     the floor's own measured rate (it writes nothing) bounds it too; the lower of the two counts.
@@ -549,7 +549,11 @@ def floor_bounds(results: list[Result], cores: int) -> None:
         ]
         for label, ratio, peer in asks:
             best = max(bound[f.name, label] for f in floors)
-            verdict = "out of reach of any Spark job here" if best < ratio * peer else "within the floors' bound"
+            verdict = (
+                "out of reach of any Spark job putting into HBase here"
+                if best < ratio * peer
+                else "within the floors' bound"
+            )
             print(f"  {ratio}x {r.name} ({label}): {ratio * peer:,.0f} records/s; the floors allow at most "
                   f"{best:,.0f} ({best / peer:.2f}x): {verdict}")  # fmt: skip
 
